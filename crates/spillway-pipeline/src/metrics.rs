@@ -1,0 +1,190 @@
+//! Every metric spillway exposes, under Firehose's CloudWatch names (reference §18).
+//!
+//! Prometheus names are the CloudWatch names with `.` replaced by `_` (`PutRecordBatch.Latency` →
+//! `PutRecordBatch_Latency`); counters get the `_total` suffix of OpenMetrics. Every series carries a
+//! `delivery_stream` label. Handles are resolved once per stream ([`StreamMetrics`]), so the hot path
+//! only does atomic adds.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabel {
+    pub delivery_stream: String,
+}
+
+type Histograms = Family<StreamLabel, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms .. ~8 s
+    Histogram::new(exponential_buckets(0.25, 2.0, 16))
+}
+
+/// All metric families.
+pub struct Metrics {
+    registry: Registry,
+    incoming_records: Family<StreamLabel, Counter>,
+    incoming_bytes: Family<StreamLabel, Counter>,
+    incoming_put_requests: Family<StreamLabel, Counter>,
+    throttled_records: Family<StreamLabel, Counter>,
+    put_record_requests: Family<StreamLabel, Counter>,
+    put_record_bytes: Family<StreamLabel, Counter>,
+    put_record_batch_requests: Family<StreamLabel, Counter>,
+    put_record_batch_records: Family<StreamLabel, Counter>,
+    put_record_batch_bytes: Family<StreamLabel, Counter>,
+    put_record_latency: Histograms,
+    put_record_batch_latency: Histograms,
+}
+
+/// One stream's metric handles.
+#[derive(Clone)]
+pub struct StreamMetrics {
+    pub incoming_records: Counter,
+    pub incoming_bytes: Counter,
+    pub incoming_put_requests: Counter,
+    pub throttled_records: Counter,
+    pub put_record_requests: Counter,
+    pub put_record_bytes: Counter,
+    pub put_record_batch_requests: Counter,
+    pub put_record_batch_records: Counter,
+    pub put_record_batch_bytes: Counter,
+    pub put_record_latency: Histogram,
+    pub put_record_batch_latency: Histogram,
+}
+
+impl StreamMetrics {
+    /// Records an accepted put.
+    pub fn accepted(&self, batch: bool, records: u64, bytes: u64, latency: Duration) {
+        self.incoming_records.inc_by(records);
+        self.incoming_bytes.inc_by(bytes);
+        self.incoming_put_requests.inc();
+        let ms = latency.as_secs_f64() * 1000.0;
+        if batch {
+            self.put_record_batch_requests.inc();
+            self.put_record_batch_records.inc_by(records);
+            self.put_record_batch_bytes.inc_by(bytes);
+            self.put_record_batch_latency.observe(ms);
+        } else {
+            self.put_record_requests.inc();
+            self.put_record_bytes.inc_by(bytes);
+            self.put_record_latency.observe(ms);
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let mut counter = |name: &str, help: &str| {
+            let f = Family::<StreamLabel, Counter>::default();
+            registry.register(name, help, f.clone());
+            f
+        };
+        let incoming_records = counter("IncomingRecords", "Records accepted by PutRecord and PutRecordBatch");
+        let incoming_bytes = counter("IncomingBytes", "Bytes accepted by PutRecord and PutRecordBatch");
+        let incoming_put_requests = counter("IncomingPutRequests", "Successful PutRecord and PutRecordBatch calls");
+        let throttled_records = counter("ThrottledRecords", "Records refused with ServiceUnavailableException");
+        let put_record_requests = counter("PutRecord_Requests", "PutRecord calls");
+        let put_record_bytes = counter("PutRecord_Bytes", "Bytes put with PutRecord");
+        let put_record_batch_requests = counter("PutRecordBatch_Requests", "PutRecordBatch calls");
+        let put_record_batch_records = counter("PutRecordBatch_Records", "Records put with PutRecordBatch");
+        let put_record_batch_bytes = counter("PutRecordBatch_Bytes", "Bytes put with PutRecordBatch");
+        let put_record_latency: Histograms = Family::new_with_constructor(latency_histogram);
+        registry.register("PutRecord_Latency", "PutRecord latency in milliseconds", put_record_latency.clone());
+        let put_record_batch_latency: Histograms = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "PutRecordBatch_Latency",
+            "PutRecordBatch latency in milliseconds",
+            put_record_batch_latency.clone(),
+        );
+        Self {
+            registry,
+            incoming_records,
+            incoming_bytes,
+            incoming_put_requests,
+            throttled_records,
+            put_record_requests,
+            put_record_bytes,
+            put_record_batch_requests,
+            put_record_batch_records,
+            put_record_batch_bytes,
+            put_record_latency,
+            put_record_batch_latency,
+        }
+    }
+
+    /// The handles of one stream (created on first use).
+    pub fn stream(&self, name: &str) -> StreamMetrics {
+        let l = StreamLabel { delivery_stream: name.to_string() };
+        StreamMetrics {
+            incoming_records: self.incoming_records.get_or_create(&l).clone(),
+            incoming_bytes: self.incoming_bytes.get_or_create(&l).clone(),
+            incoming_put_requests: self.incoming_put_requests.get_or_create(&l).clone(),
+            throttled_records: self.throttled_records.get_or_create(&l).clone(),
+            put_record_requests: self.put_record_requests.get_or_create(&l).clone(),
+            put_record_bytes: self.put_record_bytes.get_or_create(&l).clone(),
+            put_record_batch_requests: self.put_record_batch_requests.get_or_create(&l).clone(),
+            put_record_batch_records: self.put_record_batch_records.get_or_create(&l).clone(),
+            put_record_batch_bytes: self.put_record_batch_bytes.get_or_create(&l).clone(),
+            put_record_latency: self.put_record_latency.get_or_create(&l).clone(),
+            put_record_batch_latency: self.put_record_batch_latency.get_or_create(&l).clone(),
+        }
+    }
+
+    /// Drops the series of a deleted stream.
+    pub fn remove_stream(&self, name: &str) {
+        let l = StreamLabel { delivery_stream: name.to_string() };
+        for f in [
+            &self.incoming_records,
+            &self.incoming_bytes,
+            &self.incoming_put_requests,
+            &self.throttled_records,
+            &self.put_record_requests,
+            &self.put_record_bytes,
+            &self.put_record_batch_requests,
+            &self.put_record_batch_records,
+            &self.put_record_batch_bytes,
+        ] {
+            f.remove(&l);
+        }
+        self.put_record_latency.remove(&l);
+        self.put_record_batch_latency.remove(&l);
+    }
+
+    /// OpenMetrics text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_firehose_names_per_stream() {
+        let m = Metrics::new();
+        let s = m.stream("orders");
+        s.accepted(true, 500, 100_000, Duration::from_millis(3));
+        let text = m.render();
+        assert!(text.contains("IncomingRecords_total{delivery_stream=\"orders\"} 500"), "{text}");
+        assert!(text.contains("IncomingBytes_total{delivery_stream=\"orders\"} 100000"));
+        assert!(text.contains("PutRecordBatch_Latency_count{delivery_stream=\"orders\"} 1"));
+        m.remove_stream("orders");
+        assert!(!m.render().contains("orders"));
+    }
+}

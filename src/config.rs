@@ -1,0 +1,85 @@
+//! `spillway.toml`: the server's own settings (listen address, data dir, identity, WAL limits,
+//! credentials). Stream definitions are not here: they are created through the API (DESIGN.md §2).
+//!
+//! Unknown keys are errors, so a typo never silently falls back to a default.
+
+use anyhow::Context;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub wal: WalConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub region: Option<String>,
+    pub account_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalConfig {
+    /// Disk quota of the WAL in bytes; ingest answers "Slow down." beyond it. Default 8 GiB.
+    pub max_bytes: Option<u64>,
+    /// Size of one segment file in bytes. Default 64 MiB.
+    pub segment_bytes: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub credentials: Vec<Credential>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid configuration in {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_section_and_rejects_typos() {
+        let c: Config = toml::from_str(
+            r#"
+            [server]
+            listen = "127.0.0.1:1"
+            region = "eu-west-1"
+            [wal]
+            max_bytes = 1048576
+            [[auth.credentials]]
+            access_key_id = "AKID"
+            secret_access_key = "secret"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.server.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(c.wal.max_bytes, Some(1_048_576));
+        assert_eq!(c.auth.credentials[0].access_key_id, "AKID");
+        assert!(toml::from_str::<Config>("[server]\nlisten_addr = \"x\"").is_err());
+    }
+}

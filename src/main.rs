@@ -1,0 +1,70 @@
+//! The `spillway` binary: command line, start-up and wiring, shutdown.
+//!
+//! Domain logic lives in the library crates; this file only parses arguments and hands over.
+
+mod bench;
+mod config;
+mod inspect;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "spillway", version, about = "A self-hosted delivery service that speaks the Amazon Data Firehose API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(serve::ServeArgs),
+    /// Inspect the write-ahead log.
+    Wal {
+        #[command(subcommand)]
+        command: WalCommand,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WalCommand {
+    /// Print the WAL's entries (the server must be stopped: the WAL is locked while it runs).
+    Inspect {
+        /// The server's data directory.
+        #[arg(long, default_value = "./spillway-data")]
+        data_dir: PathBuf,
+        /// Print every stored RecordId, one per line, instead of one line per entry.
+        #[arg(long)]
+        record_ids: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Drive PutRecordBatch over HTTP/1.1 keep-alive and report throughput and latency.
+    Ingest(bench::IngestArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Wal { command: WalCommand::Inspect { data_dir, record_ids } } => inspect::run(&data_dir, record_ids),
+        Command::Bench { command: BenchCommand::Ingest(args) } => bench::ingest(args),
+    }
+}

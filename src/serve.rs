@@ -1,0 +1,122 @@
+//! `spillway serve`: opens the WAL and the stream registry, serves the API, shuts down on
+//! SIGINT/SIGTERM after finishing the requests in flight and closing the WAL.
+
+use crate::config::Config;
+use anyhow::Context;
+use clap::Args;
+use spillway_api::{ApiConfig, sigv4};
+use spillway_pipeline::{Service, ServiceConfig};
+use spillway_wal::{Wal, WalOptions};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:4573].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Where records, stream definitions and the local buckets are kept [default: ./spillway-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Optional configuration file (spillway.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Region used in ARNs [default: us-east-1].
+    #[arg(long)]
+    region: Option<String>,
+    /// Account id used in ARNs [default: 000000000000].
+    #[arg(long)]
+    account_id: Option<String>,
+}
+
+const DEFAULT_WAL_MAX_BYTES: u64 = 8 << 30;
+const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let listen = args.listen.or(config.server.listen).unwrap_or_else(|| "127.0.0.1:4573".into());
+    let data_dir = args.data_dir.or(config.server.data_dir).unwrap_or_else(|| PathBuf::from("./spillway-data"));
+    let region = args.region.or(config.server.region).unwrap_or_else(|| "us-east-1".into());
+    let account_id = args.account_id.or(config.server.account_id).unwrap_or_else(|| "000000000000".into());
+    if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
+        anyhow::bail!("account id must be 12 digits, got {account_id:?}");
+    }
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+
+    let wal_opts = WalOptions {
+        dir: data_dir.join("wal"),
+        segment_bytes: config.wal.segment_bytes.unwrap_or(DEFAULT_SEGMENT_BYTES),
+        max_bytes: config.wal.max_bytes.unwrap_or(DEFAULT_WAL_MAX_BYTES),
+        ..WalOptions::default()
+    };
+    let (wal, recovery) = Wal::open(wal_opts).context("cannot open the write-ahead log")?;
+    tracing::info!(
+        entries = recovery.entries,
+        segments = recovery.segments,
+        truncated_bytes = recovery.truncated_bytes,
+        next_lsn = recovery.next_lsn,
+        "write-ahead log recovered"
+    );
+    let service = Service::open(
+        ServiceConfig { region, account_id, streams_dir: data_dir.join("streams") },
+        wal.clone(),
+    )?;
+
+    let verifier = if config.auth.credentials.is_empty() {
+        tracing::warn!("no credentials configured: every request is accepted without checking its signature");
+        None
+    } else {
+        let creds = config
+            .auth
+            .credentials
+            .into_iter()
+            .map(|c| sigv4::Credentials {
+                access_key_id: c.access_key_id,
+                secret_access_key: c.secret_access_key,
+                session_token: c.session_token,
+            })
+            .collect();
+        Some(sigv4::Verifier::new("firehose", creds))
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        tracing::info!(listen = %listener.local_addr()?, data_dir = %data_dir.display(), "spillway is serving");
+        let shutdown = CancellationToken::new();
+        tokio::spawn(wait_for_signal(shutdown.clone()));
+        spillway_api::serve(listener, Arc::new(service), ApiConfig { verifier }, shutdown).await?;
+        anyhow::Ok(())
+    });
+    wal.close();
+    tracing::info!("spillway stopped");
+    result
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                let _ = ctrl_c.await;
+                shutdown.cancel();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}
