@@ -170,3 +170,47 @@ def aws_cli(server, *args, env_extra=None):
     if out.returncode != 0:
         raise subprocess.CalledProcessError(out.returncode, out.args, out.stdout, out.stderr)
     return json.loads(out.stdout) if out.stdout.strip() else None
+
+
+class RawResponse:
+    """An HTTP answer of `raw_request`: status, headers and the parsed JSON body (or None)."""
+
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.text = body.decode(errors="replace")
+        try:
+            self.json = json.loads(body) if body else None
+        except ValueError:
+            self.json = None
+
+    @property
+    def error_type(self):
+        return (self.json or {}).get("__type")
+
+    @property
+    def message(self):
+        return (self.json or {}).get("message")
+
+
+def raw_request(server, operation, body, target=None, headers=None, timeout=120):
+    """POSTs `body` (dict → JSON, str/bytes as is) to the server without signing it or validating it
+    client-side, as `Firehose_20150804.<operation>` (or the exact `target`; `operation=None` and
+    `target=None` sends no X-Amz-Target)."""
+    import urllib.error
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body).encode()
+    elif isinstance(body, str):
+        body = body.encode()
+    h = {"Content-Type": "application/x-amz-json-1.1"}
+    if target is not None:
+        h["X-Amz-Target"] = target
+    elif operation is not None:
+        h["X-Amz-Target"] = f"Firehose_20150804.{operation}"
+    h.update(headers or {})
+    req = urllib.request.Request(f"{server.endpoint}/", data=body, headers=h, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return RawResponse(r.status, r.headers, r.read())
+    except urllib.error.HTTPError as e:
+        return RawResponse(e.code, e.headers, e.read())

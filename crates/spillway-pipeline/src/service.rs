@@ -96,6 +96,16 @@ impl Service {
             streams.insert(r.name.clone(), Arc::new(Stream { record: RwLock::new(r), metrics: m }));
         }
         tracing::info!(streams = streams.len(), "stream registry loaded");
+        // A crash between removing a stream's file and retiring its tag leaves entries nobody will
+        // read; retire them so their segments can go.
+        let known: std::collections::HashSet<u64> = streams.values().map(|s| s.record.read().id).collect();
+        for tag in wal.live_tags() {
+            if !known.contains(&tag)
+                && let Err(e) = wal.retire(tag)
+            {
+                tracing::warn!(error = %e, tag, "cannot retire the WAL tag of a deleted stream");
+            }
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -261,12 +271,18 @@ impl Service {
                 tracing::warn!(stream = %s.record.read().name, "WAL is full; ingest throttled");
                 Ok(PutOutcome::Throttled { encrypted })
             }
+            // The stream was deleted while this request waited.
+            Err(AppendError::Retired { .. }) => Err(self.ctx().not_found(&req_name(&s))),
             Err(e) => {
                 tracing::error!(error = %e, "WAL append failed");
                 Err(ApiError::internal())
             }
         }
     }
+}
+
+fn req_name(s: &Stream) -> String {
+    s.record.read().name.clone()
 }
 
 /// A fresh WAL tag: random, so that a tag is never reused, also across deletions and restarts.

@@ -43,13 +43,7 @@ pub(crate) struct AckState {
 
 impl Default for AckState {
     fn default() -> Self {
-        AckState {
-            acked: HashMap::new(),
-            retired: HashSet::new(),
-            deleted: Vec::new(),
-            next_lsn_floor: 1,
-            version: 0,
-        }
+        AckState { acked: HashMap::new(), retired: HashSet::new(), deleted: Vec::new(), next_lsn_floor: 1, version: 0 }
     }
 }
 
@@ -62,19 +56,13 @@ impl AckState {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(AckState::default()),
             Err(source) => return Err(OpenError::Io { path, source }),
         };
-        let bad = |reason: String| OpenError::BadAcks {
-            path: path.clone(),
-            reason,
-        };
+        let bad = |reason: String| OpenError::BadAcks { path: path.clone(), reason };
         let file: AckFile = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
         if file.format != ACKS_FORMAT {
             return Err(bad(format!("unsupported format {}", file.format)));
         }
         if file.wal_id != wal_id {
-            return Err(bad(format!(
-                "file belongs to wal {:016x}, expected {wal_id:016x}",
-                file.wal_id
-            )));
+            return Err(bad(format!("file belongs to wal {:016x}, expected {wal_id:016x}", file.wal_id)));
         }
         let mut state = AckState {
             acked: file.acked.into_iter().collect(),
@@ -149,9 +137,7 @@ impl AckState {
 
     /// No tag present in the segment still needs any of its entries.
     pub(crate) fn deletable(&self, meta: &SegmentMeta) -> bool {
-        meta.tags
-            .iter()
-            .all(|&tag| self.is_retired(tag) || self.acked(tag) >= meta.end_lsn)
+        meta.tags.iter().all(|&tag| self.is_retired(tag) || self.acked(tag) >= meta.end_lsn)
     }
 
     /// Records that lsns `first..=last` were deleted on purpose.
@@ -236,9 +222,6 @@ mod tests {
         assert!(loaded.is_retired(3));
         assert!(loaded.covers(1, 4));
         assert_eq!(loaded.next_lsn_floor(), 6);
-        assert!(matches!(
-            AckState::load(dir.path(), 98),
-            Err(OpenError::BadAcks { .. })
-        ));
+        assert!(matches!(AckState::load(dir.path(), 98), Err(OpenError::BadAcks { .. })));
     }
 }

@@ -27,11 +27,7 @@ pub enum OpenError {
     BadHeader { path: PathBuf, reason: String },
     /// Committed data is damaged or missing; the log refuses to guess.
     #[error("corrupt wal segment {} at offset {offset}: {reason}", segment.display())]
-    Corrupt {
-        segment: PathBuf,
-        offset: u64,
-        reason: String,
-    },
+    Corrupt { segment: PathBuf, offset: u64, reason: String },
     /// `acks.json` is unreadable or belongs to another log.
     #[error("bad acks file {}: {reason}", path.display())]
     BadAcks { path: PathBuf, reason: String },
@@ -56,7 +52,8 @@ pub enum AppendError {
     /// A write or fsync failed, or the log is in the failed state.
     #[error("wal write failed")]
     Io(#[source] Arc<io::Error>),
-    /// The payload is larger than [`crate::MAX_PAYLOAD`].
+    /// The payload is larger than [`crate::MAX_PAYLOAD`], or could not fit within
+    /// `max_bytes` even if the log were empty.
     #[error("payload of {len} bytes exceeds the maximum of {max} bytes")]
     TooLarge { len: usize, max: usize },
     /// The tag was retired; its entries would never be read.
@@ -75,20 +72,14 @@ impl AppendError {
 
     /// Maps a write/fsync error: out-of-space conditions become [`AppendError::NoSpace`].
     pub(crate) fn from_io(err: io::Error) -> AppendError {
-        let no_space = err.kind() == io::ErrorKind::StorageFull
-            || matches!(err.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT));
-        if no_space {
-            AppendError::NoSpace
-        } else {
-            AppendError::Io(Arc::new(err))
-        }
+        let no_space =
+            err.kind() == io::ErrorKind::StorageFull || matches!(err.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT));
+        if no_space { AppendError::NoSpace } else { AppendError::Io(Arc::new(err)) }
     }
 
     /// The error returned once the log is in the failed state.
     pub(crate) fn failed() -> AppendError {
-        AppendError::Io(Arc::new(io::Error::other(
-            "wal is in the failed state after an unrecoverable write error",
-        )))
+        AppendError::Io(Arc::new(io::Error::other("wal is in the failed state after an unrecoverable write error")))
     }
 }
 
@@ -118,9 +109,5 @@ pub enum ReadError {
     },
     /// A committed frame failed verification (bit rot or external modification).
     #[error("corrupt wal segment {} at offset {offset}: {reason}", segment.display())]
-    Corrupt {
-        segment: PathBuf,
-        offset: u64,
-        reason: String,
-    },
+    Corrupt { segment: PathBuf, offset: u64, reason: String },
 }

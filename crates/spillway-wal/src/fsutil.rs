@@ -29,17 +29,10 @@ pub(crate) fn atomic_write(dir: &Path, name: &str, data: &[u8]) -> io::Result<()
 /// Takes an exclusive `flock` on `dir/LOCK`; the lock lives as long as the returned file.
 pub(crate) fn lock_dir(dir: &Path) -> Result<File, OpenError> {
     let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(OpenError::io(&path))?;
+    let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(OpenError::io(&path))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(OpenError::Locked {
-            dir: dir.to_path_buf(),
-        }),
+        Err(TryLockError::WouldBlock) => Err(OpenError::Locked { dir: dir.to_path_buf() }),
         Err(TryLockError::Error(source)) => Err(OpenError::Io { path, source }),
     }
 }

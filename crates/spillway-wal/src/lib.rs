@@ -155,8 +155,8 @@ pub struct WalOptions {
     pub dir: PathBuf,
     /// Roll to a new segment file once a segment would exceed this many bytes.
     pub segment_bytes: u64,
-    /// Quota for all segment files together; appends that would exceed it fail with
-    /// [`AppendError::QuotaExceeded`] without writing.
+    /// Quota for all segment files together (at least `segment_bytes`); appends that
+    /// would exceed it fail with [`AppendError::QuotaExceeded`] without writing.
     pub max_bytes: u64,
     /// Upper bound on the payload bytes gathered into one group commit.
     pub max_batch_bytes: usize,
@@ -164,12 +164,7 @@ pub struct WalOptions {
 
 impl Default for WalOptions {
     fn default() -> Self {
-        WalOptions {
-            dir: PathBuf::from("wal"),
-            segment_bytes: 64 << 20,
-            max_bytes: 8 << 30,
-            max_batch_bytes: 16 << 20,
-        }
+        WalOptions { dir: PathBuf::from("wal"), segment_bytes: 64 << 20, max_bytes: 8 << 30, max_batch_bytes: 16 << 20 }
     }
 }
 
@@ -313,17 +308,8 @@ impl Wal {
             len: active_meta.map_or(0, |s| s.len),
             entries: active_meta.map_or(0, |s| s.end_lsn - s.first_lsn),
         };
-        let state = State {
-            segments: found.segments,
-            acks,
-        };
-        let shared = Arc::new(Shared::new(
-            opts.dir.clone(),
-            wal_id,
-            &opts,
-            state,
-            found.next_lsn,
-        ));
+        let state = State { segments: found.segments, acks };
+        let shared = Arc::new(Shared::new(opts.dir.clone(), wal_id, &opts, state, found.next_lsn));
         let (tx, rx) = mpsc::channel();
         let writer = Writer::new(shared.clone(), rx, active, found.next_lsn);
         let handle = std::thread::Builder::new()
@@ -331,12 +317,7 @@ impl Wal {
             .spawn(move || writer.run())
             .map_err(OpenError::io(&opts.dir))?;
         Ok(Wal {
-            inner: Arc::new(Inner {
-                shared,
-                tx: RwLock::new(Some(tx)),
-                writer: Mutex::new(Some(handle)),
-                _lock: lock,
-            }),
+            inner: Arc::new(Inner { shared, tx: RwLock::new(Some(tx)), writer: Mutex::new(Some(handle)), _lock: lock }),
         })
     }
 
@@ -361,32 +342,26 @@ impl Wal {
         self.precheck(tag, payload.len())?;
         let tx = self.inner.tx.read();
         let tx = tx.as_ref().ok_or(AppendError::Closed)?;
-        let request = Request {
-            tag,
-            payload,
-            reply,
-        };
+        let request = Request { tag, payload, reply };
         tx.send(request).map_err(|_| AppendError::Closed)
     }
 
     /// Cheap early rejections; the writer re-checks the quota exactly.
     fn precheck(&self, tag: u64, len: usize) -> Result<(), AppendError> {
         let shared = &self.inner.shared;
-        if len > MAX_PAYLOAD {
-            return Err(AppendError::TooLarge {
-                len,
-                max: MAX_PAYLOAD,
-            });
+        // An entry that cannot fit even into an empty log is never retryable.
+        let overhead = (segment::HEADER_LEN + FRAME_HEADER_LEN) as u64;
+        let max = shared.max_bytes.saturating_sub(overhead);
+        let max = usize::try_from(max).map_or(MAX_PAYLOAD, |m| m.min(MAX_PAYLOAD));
+        if len > max {
+            return Err(AppendError::TooLarge { len, max });
         }
         if shared.is_failed() {
             return Err(AppendError::failed());
         }
         let used = shared.used.load(Ordering::Acquire);
         if used + (FRAME_HEADER_LEN + len) as u64 > shared.max_bytes {
-            return Err(AppendError::QuotaExceeded {
-                used,
-                max: shared.max_bytes,
-            });
+            return Err(AppendError::QuotaExceeded { used, max: shared.max_bytes });
         }
         if shared.state.lock().acks.is_retired(tag) {
             return Err(AppendError::Retired { tag });
@@ -401,11 +376,7 @@ impl Wal {
         let shared = &self.inner.shared;
         let next_lsn = shared.committed();
         if upto > next_lsn {
-            return Err(AckError::BeyondEnd {
-                tag,
-                upto,
-                next_lsn,
-            });
+            return Err(AckError::BeyondEnd { tag, upto, next_lsn });
         }
         let version = {
             let mut state = shared.state.lock();
@@ -427,6 +398,22 @@ impl Wal {
         };
         shared.persist_acks(version)?;
         shared.collect_garbage()
+    }
+
+    /// Tags that still have entries in the retained segments and are not retired, in ascending order.
+    /// The caller compares them with the consumers it knows, and retires the orphans (for example the
+    /// tag of a stream whose deletion was interrupted by a crash before `retire`).
+    pub fn live_tags(&self) -> Vec<u64> {
+        let state = self.inner.shared.state.lock();
+        let mut tags: Vec<u64> = state
+            .segments
+            .iter()
+            .flat_map(|s| s.tags.iter().copied())
+            .filter(|t| !state.acks.is_retired(*t))
+            .collect();
+        tags.sort_unstable();
+        tags.dedup();
+        tags
     }
 
     /// First undelivered lsn of `tag` (1 if never acked).
@@ -454,11 +441,7 @@ impl Wal {
         let shared = &self.inner.shared;
         let next_lsn = shared.committed();
         let state = shared.state.lock();
-        let first_lsn = state
-            .segments
-            .iter()
-            .find(|s| !s.is_empty())
-            .map_or(next_lsn, |s| s.first_lsn);
+        let first_lsn = state.segments.iter().find(|s| !s.is_empty()).map_or(next_lsn, |s| s.first_lsn);
         WalStats {
             wal_id: shared.wal_id,
             segments: state.segments.len(),

@@ -49,11 +49,7 @@ struct Cursor {
 
 impl WalReader {
     pub(crate) fn new(inner: Arc<Inner>, from: Lsn) -> WalReader {
-        WalReader {
-            inner,
-            next: from.max(1),
-            cursor: None,
-        }
+        WalReader { inner, next: from.max(1), cursor: None }
     }
 
     /// Lsn of the entry the next call to `next()` looks for.
@@ -94,8 +90,7 @@ impl WalReader {
                     return Ok(false);
                 };
                 self.next = self.next.max(meta.first_lsn);
-                if let Some(cursor) = self.cursor.as_mut().filter(|c| c.first_lsn == meta.first_lsn)
-                {
+                if let Some(cursor) = self.cursor.as_mut().filter(|c| c.first_lsn == meta.first_lsn) {
                     cursor.end_lsn = meta.end_lsn;
                     cursor.limit = meta.len;
                     return Ok(true);
@@ -130,9 +125,7 @@ impl WalReader {
 
 impl std::fmt::Debug for WalReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WalReader")
-            .field("position", &self.next)
-            .finish_non_exhaustive()
+        f.debug_struct("WalReader").field("position", &self.next).finish_non_exhaustive()
     }
 }
 
@@ -156,11 +149,7 @@ impl Cursor {
     }
 
     fn corrupt(&self, reason: String) -> ReadError {
-        ReadError::Corrupt {
-            segment: self.path.clone(),
-            offset: self.offset(),
-            reason,
-        }
+        ReadError::Corrupt { segment: self.path.clone(), offset: self.offset(), reason }
     }
 
     /// Reads and verifies the frame at the cursor, which must carry `self.lsn`.
@@ -179,11 +168,7 @@ impl Cursor {
         if frame_crc(header.lsn, header.tag, payload) != header.crc {
             return Err(self.corrupt("frame checksum mismatch".to_owned()));
         }
-        let entry = Entry {
-            lsn: header.lsn,
-            tag: header.tag,
-            payload: Bytes::copy_from_slice(payload),
-        };
+        let entry = Entry { lsn: header.lsn, tag: header.tag, payload: Bytes::copy_from_slice(payload) };
         self.pos += header.frame_len();
         self.lsn += 1;
         Ok(entry)
@@ -201,17 +186,11 @@ impl Cursor {
         let file_end = self.buf_offset + have as u64;
         let committed_left = self.limit.saturating_sub(file_end);
         if committed_left < (need - have) as u64 {
-            return Err(self.corrupt(format!(
-                "frame extends past the committed end {} of the segment",
-                self.limit
-            )));
+            return Err(self.corrupt(format!("frame extends past the committed end {} of the segment", self.limit)));
         }
         let want = committed_left.min(need.max(READ_CHUNK) as u64) as usize;
         self.buf.resize(have + want, 0);
         let read = self.file.read_exact_at(&mut self.buf[have..], file_end);
-        read.map_err(|source| ReadError::Io {
-            path: self.path.clone(),
-            source,
-        })
+        read.map_err(|source| ReadError::Io { path: self.path.clone(), source })
     }
 }

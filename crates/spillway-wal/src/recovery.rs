@@ -19,10 +19,7 @@ const ID_LEN: usize = 20;
 pub(crate) fn load_or_create_id(dir: &Path) -> Result<u64, OpenError> {
     let path = dir.join(ID_FILE);
     match fs::read(&path) {
-        Ok(bytes) => decode_id(&bytes).map_err(|reason| OpenError::BadHeader {
-            path,
-            reason: reason.to_owned(),
-        }),
+        Ok(bytes) => decode_id(&bytes).map_err(|reason| OpenError::BadHeader { path, reason: reason.to_owned() }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => create_id(dir, path),
         Err(source) => Err(OpenError::Io { path, source }),
     }
@@ -31,10 +28,7 @@ pub(crate) fn load_or_create_id(dir: &Path) -> Result<u64, OpenError> {
 fn create_id(dir: &Path, path: PathBuf) -> Result<u64, OpenError> {
     let segments = list_segments(dir).map_err(OpenError::io(dir))?;
     if !segments.is_empty() {
-        return Err(OpenError::BadHeader {
-            path,
-            reason: "missing while segment files exist".to_owned(),
-        });
+        return Err(OpenError::BadHeader { path, reason: "missing while segment files exist".to_owned() });
     }
     let (high, low) = uuid::Uuid::new_v4().as_u64_pair();
     let wal_id = high ^ low;
@@ -90,31 +84,18 @@ pub(crate) fn recover(dir: &Path, wal_id: u64, acks: &AckState) -> Result<Recove
     let active_file = match segments.last() {
         Some(active) => open_active(active)?,
         None => {
-            let (file, path) = segment::create_segment(dir, wal_id, next_lsn).map_err(|e| {
-                OpenError::Io {
-                    path: dir.to_path_buf(),
-                    source: e.source,
-                }
-            })?;
+            let (file, path) = segment::create_segment(dir, wal_id, next_lsn)
+                .map_err(|e| OpenError::Io { path: dir.to_path_buf(), source: e.source })?;
             segments.push(SegmentMeta::new(path, next_lsn));
             file
         }
     };
-    Ok(Recovered {
-        segments,
-        active_file,
-        next_lsn,
-        truncated_bytes,
-    })
+    Ok(Recovered { segments, active_file, next_lsn, truncated_bytes })
 }
 
 /// Removes sealed segments whose whole lsn range `acks.json` records as deleted: a
 /// crash interrupted their deletion. A sealed segment's range ends where the next starts.
-fn drop_deleted(
-    dir: &Path,
-    files: Vec<(Lsn, PathBuf)>,
-    acks: &AckState,
-) -> Result<Vec<(Lsn, PathBuf)>, OpenError> {
+fn drop_deleted(dir: &Path, files: Vec<(Lsn, PathBuf)>, acks: &AckState) -> Result<Vec<(Lsn, PathBuf)>, OpenError> {
     let mut kept = Vec::with_capacity(files.len());
     let mut removed = false;
     for (i, (first, path)) in files.iter().enumerate() {
@@ -143,7 +124,10 @@ fn check_continuity(dir: &Path, segments: &[SegmentMeta], acks: &AckState) -> Re
             return Err(OpenError::Corrupt {
                 segment: segment.path.clone(),
                 offset: 0,
-                reason: format!("segment starts at lsn {} which overlaps the previous segment ending before {expected}", segment.first_lsn),
+                reason: format!(
+                    "segment starts at lsn {} which overlaps the previous segment ending before {expected}",
+                    segment.first_lsn
+                ),
             });
         }
         if segment.first_lsn > expected && !acks.covers(expected, segment.first_lsn - 1) {
@@ -174,12 +158,8 @@ fn check_continuity(dir: &Path, segments: &[SegmentMeta], acks: &AckState) -> Re
 }
 
 fn open_active(meta: &SegmentMeta) -> Result<File, OpenError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .open(&meta.path)
-        .map_err(OpenError::io(&meta.path))?;
-    file.seek(SeekFrom::Start(meta.len))
-        .map_err(OpenError::io(&meta.path))?;
+    let mut file = OpenOptions::new().write(true).open(&meta.path).map_err(OpenError::io(&meta.path))?;
+    file.seek(SeekFrom::Start(meta.len)).map_err(OpenError::io(&meta.path))?;
     Ok(file)
 }
 

@@ -89,10 +89,7 @@ pub(crate) fn decode_header(buf: &[u8]) -> Result<SegmentHeader, &'static str> {
     if crc32c::crc32c(&header[..24]) != le_u32(header, 24) {
         return Err("segment header checksum mismatch");
     }
-    Ok(SegmentHeader {
-        wal_id: le_u64(header, 8),
-        first_lsn: le_u64(header, 16),
-    })
+    Ok(SegmentHeader { wal_id: le_u64(header, 8), first_lsn: le_u64(header, 16) })
 }
 
 /// LevelDB-style mask, so a crc stored inside checksummed data does not checksum to itself.
@@ -174,14 +171,9 @@ pub(crate) fn check_frame(data: &[u8], expected: Lsn) -> Result<FrameHeader, Fra
         return Err(FrameFault::TooLarge(header.payload_len));
     }
     if header.lsn != expected {
-        return Err(FrameFault::Lsn {
-            found: header.lsn,
-            expected,
-        });
+        return Err(FrameFault::Lsn { found: header.lsn, expected });
     }
-    let payload = data
-        .get(FRAME_HEADER_LEN..header.frame_len())
-        .ok_or(FrameFault::Truncated)?;
+    let payload = data.get(FRAME_HEADER_LEN..header.frame_len()).ok_or(FrameFault::Truncated)?;
     if frame_crc(header.lsn, header.tag, payload) != header.crc {
         return Err(FrameFault::Checksum);
     }
@@ -252,12 +244,7 @@ pub(crate) struct Scanned {
 ///
 /// Only the last segment may have a torn tail (cut off here); anything else that fails
 /// verification is reported as corruption.
-pub(crate) fn scan_segment(
-    path: &Path,
-    first_lsn: Lsn,
-    wal_id: u64,
-    is_last: bool,
-) -> Result<Scanned, OpenError> {
+pub(crate) fn scan_segment(path: &Path, first_lsn: Lsn, wal_id: u64, is_last: bool) -> Result<Scanned, OpenError> {
     let data = fs::read(path).map_err(OpenError::io(path))?;
     if let Err(reason) = check_header(&data, first_lsn, wal_id) {
         return torn_header(path, &data, first_lsn, wal_id, is_last, reason);
@@ -274,10 +261,7 @@ pub(crate) fn scan_segment(
             Err(fault) => return bad_frame(&data, offset, meta, fault, is_last),
         }
     }
-    Ok(Scanned {
-        meta,
-        truncated_bytes: 0,
-    })
+    Ok(Scanned { meta, truncated_bytes: 0 })
 }
 
 /// Verifies the header; see [`HeaderFault`] for the two kinds of failure.
@@ -318,14 +302,9 @@ fn torn_header(
     let reason = match fault {
         HeaderFault::Mismatch(reason) => reason,
         HeaderFault::Unreadable(reason) => {
-            let nothing_after = data
-                .get(HEADER_LEN..)
-                .is_none_or(|rest| rest.iter().all(|&b| b == 0));
+            let nothing_after = data.get(HEADER_LEN..).is_none_or(|rest| rest.iter().all(|&b| b == 0));
             if !(is_last && nothing_after) {
-                return Err(OpenError::BadHeader {
-                    path: path.to_path_buf(),
-                    reason: reason.to_owned(),
-                });
+                return Err(OpenError::BadHeader { path: path.to_path_buf(), reason: reason.to_owned() });
             }
             tracing::warn!(segment = %path.display(), reason, "rewriting torn segment header");
             rewrite_header(path, wal_id, first_lsn).map_err(OpenError::io(path))?;
@@ -335,10 +314,7 @@ fn torn_header(
             });
         }
     };
-    Err(OpenError::BadHeader {
-        path: path.to_path_buf(),
-        reason,
-    })
+    Err(OpenError::BadHeader { path: path.to_path_buf(), reason })
 }
 
 /// Torn tail (truncate and continue) versus corruption (refuse to open).
@@ -349,11 +325,7 @@ fn bad_frame(
     fault: FrameFault,
     is_last: bool,
 ) -> Result<Scanned, OpenError> {
-    let corrupt = |reason: String| OpenError::Corrupt {
-        segment: meta.path.clone(),
-        offset: offset as u64,
-        reason,
-    };
+    let corrupt = |reason: String| OpenError::Corrupt { segment: meta.path.clone(), offset: offset as u64, reason };
     if !is_last {
         return Err(corrupt(format!("{fault} in a sealed segment")));
     }
@@ -369,10 +341,7 @@ fn bad_frame(
         "truncating torn wal tail"
     );
     truncate_file(&meta.path, offset as u64).map_err(OpenError::io(&meta.path))?;
-    Ok(Scanned {
-        meta,
-        truncated_bytes,
-    })
+    Ok(Scanned { meta, truncated_bytes })
 }
 
 /// Offset of a verifiable frame at or after `from` whose lsn is at least `expected`.
@@ -411,31 +380,20 @@ pub(crate) struct CreateError {
 
 /// Creates `dir/<first_lsn>.wal` with its header, durably (file and directory fsynced).
 /// On failure the partial file is removed again.
-pub(crate) fn create_segment(
-    dir: &Path,
-    wal_id: u64,
-    first_lsn: Lsn,
-) -> Result<(File, PathBuf), CreateError> {
+pub(crate) fn create_segment(dir: &Path, wal_id: u64, first_lsn: Lsn) -> Result<(File, PathBuf), CreateError> {
     let path = dir.join(segment_file_name(first_lsn));
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&path)
-        .map_err(|source| CreateError {
-            source,
-            leftover: false,
-        })?;
-    let written = file
-        .write_all(&encode_header(wal_id, first_lsn))
-        .and_then(|()| file.sync_all())
-        .and_then(|()| sync_dir(dir));
+        .map_err(|source| CreateError { source, leftover: false })?;
+    let written =
+        file.write_all(&encode_header(wal_id, first_lsn)).and_then(|()| file.sync_all()).and_then(|()| sync_dir(dir));
     match written {
         Ok(()) => Ok((file, path)),
         Err(source) => {
             drop(file);
-            let leftover = fs::remove_file(&path)
-                .and_then(|()| sync_dir(dir))
-                .is_err();
+            let leftover = fs::remove_file(&path).and_then(|()| sync_dir(dir)).is_err();
             Err(CreateError { source, leftover })
         }
     }
@@ -455,13 +413,7 @@ mod tests {
     fn header_round_trip_and_damage() {
         let header = encode_header(0xabcd, 42);
         let decoded = decode_header(&header);
-        assert_eq!(
-            decoded,
-            Ok(SegmentHeader {
-                wal_id: 0xabcd,
-                first_lsn: 42
-            })
-        );
+        assert_eq!(decoded, Ok(SegmentHeader { wal_id: 0xabcd, first_lsn: 42 }));
         for i in 0..HEADER_LEN {
             let mut bad = header;
             bad[i] ^= 0x10;
@@ -475,17 +427,8 @@ mod tests {
         let data = frame(7, 3, b"hello");
         let header = check_frame(&data, 7).expect("valid frame");
         assert_eq!((header.lsn, header.tag, header.payload_len), (7, 3, 5));
-        assert_eq!(
-            check_frame(&data, 8).err(),
-            Some(FrameFault::Lsn {
-                found: 7,
-                expected: 8
-            })
-        );
-        assert_eq!(
-            check_frame(&data[..data.len() - 1], 7).err(),
-            Some(FrameFault::Truncated)
-        );
+        assert_eq!(check_frame(&data, 8).err(), Some(FrameFault::Lsn { found: 7, expected: 8 }));
+        assert_eq!(check_frame(&data[..data.len() - 1], 7).err(), Some(FrameFault::Truncated));
         for i in 0..data.len() {
             let mut bad = data.clone();
             bad[i] ^= 0x01;
@@ -495,12 +438,10 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::manual_rotate, reason = "spelled out as in LevelDB's crc32c::Mask")]
     fn crc_mask_matches_leveldb() {
         let crc = 0x1234_5678u32;
-        assert_eq!(
-            mask_crc(crc),
-            ((crc >> 15) | (crc << 17)).wrapping_add(0xa282_ead8)
-        );
+        assert_eq!(mask_crc(crc), ((crc >> 15) | (crc << 17)).wrapping_add(0xa282_ead8));
     }
 
     #[test]

@@ -52,13 +52,7 @@ struct Doomed {
 }
 
 impl Shared {
-    pub(crate) fn new(
-        dir: PathBuf,
-        wal_id: u64,
-        opts: &crate::WalOptions,
-        state: State,
-        next_lsn: Lsn,
-    ) -> Shared {
+    pub(crate) fn new(dir: PathBuf, wal_id: u64, opts: &crate::WalOptions, state: State, next_lsn: Lsn) -> Shared {
         let used = state.segments.iter().map(|s| s.len).sum();
         Shared {
             dir,
@@ -128,10 +122,7 @@ impl Shared {
             return Ok(());
         }
         self.persist_acks(version)?;
-        self.state
-            .lock()
-            .segments
-            .retain(|s| !doomed.iter().any(|d| d.first_lsn == s.first_lsn));
+        self.state.lock().segments.retain(|s| !doomed.iter().any(|d| d.first_lsn == s.first_lsn));
         let mut freed = 0;
         let mut result = Ok(());
         for segment in &doomed {
@@ -139,19 +130,13 @@ impl Shared {
                 Ok(()) => freed += segment.len,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => freed += segment.len,
                 Err(source) => {
-                    result = Err(AckError::Io {
-                        path: segment.path.clone(),
-                        source,
-                    });
+                    result = Err(AckError::Io { path: segment.path.clone(), source });
                 }
             }
         }
         self.used.fetch_sub(freed, Ordering::AcqRel);
         result?;
-        sync_dir(&self.dir).map_err(|source| AckError::Io {
-            path: self.dir.clone(),
-            source,
-        })?;
+        sync_dir(&self.dir).map_err(|source| AckError::Io { path: self.dir.clone(), source })?;
         tracing::debug!(segments = doomed.len(), freed, "deleted wal segments");
         Ok(())
     }
@@ -168,11 +153,7 @@ impl Shared {
             if !segment.is_empty() {
                 acks.mark_deleted(segment.first_lsn, segment.end_lsn - 1);
             }
-            doomed.push(Doomed {
-                first_lsn: segment.first_lsn,
-                path: segment.path.clone(),
-                len: segment.len,
-            });
+            doomed.push(Doomed { first_lsn: segment.first_lsn, path: segment.path.clone(), len: segment.len });
         }
         (doomed, acks.version())
     }

@@ -11,12 +11,7 @@ use super::*;
 use crate::segment::{HEADER_LEN, encode_frame_header};
 
 fn options(dir: &Path, segment_bytes: u64) -> WalOptions {
-    WalOptions {
-        dir: dir.to_path_buf(),
-        segment_bytes,
-        max_bytes: 1 << 30,
-        max_batch_bytes: 1 << 20,
-    }
+    WalOptions { dir: dir.to_path_buf(), segment_bytes, max_bytes: 1 << 30, max_batch_bytes: 1 << 20 }
 }
 
 fn open(dir: &Path, segment_bytes: u64) -> (Wal, Recovery) {
@@ -24,9 +19,7 @@ fn open(dir: &Path, segment_bytes: u64) -> (Wal, Recovery) {
 }
 
 fn payload(seed: u64, len: usize) -> Bytes {
-    (0..len)
-        .map(|i| (seed.wrapping_mul(31).wrapping_add(i as u64) % 251) as u8)
-        .collect()
+    (0..len).map(|i| (seed.wrapping_mul(31).wrapping_add(i as u64) % 251) as u8).collect()
 }
 
 fn append(wal: &Wal, tag: u64, data: Bytes) -> Lsn {
@@ -34,18 +27,11 @@ fn append(wal: &Wal, tag: u64, data: Bytes) -> Lsn {
 }
 
 fn read_all(wal: &Wal, from: Lsn) -> Vec<Entry> {
-    wal.reader(from)
-        .expect("reader")
-        .collect::<Result<Vec<_>, _>>()
-        .expect("read entries")
+    wal.reader(from).expect("reader").collect::<Result<Vec<_>, _>>().expect("read entries")
 }
 
 fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    segment::list_segments(dir)
-        .expect("list segments")
-        .into_iter()
-        .map(|(_, path)| path)
-        .collect()
+    segment::list_segments(dir).expect("list segments").into_iter().map(|(_, path)| path).collect()
 }
 
 fn append_to_file(path: &Path, bytes: &[u8]) {
@@ -70,11 +56,7 @@ fn fill(wal: &Wal, count: u64, len: usize, tags: u64) -> Vec<Entry> {
             let tag = i % tags;
             let data = payload(i, len);
             let lsn = append(wal, tag, data.clone());
-            Entry {
-                lsn,
-                tag,
-                payload: data,
-            }
+            Entry { lsn, tag, payload: data }
         })
         .collect()
 }
@@ -88,11 +70,7 @@ fn round_trip_across_segment_rolls() {
         .map(|i| {
             let data = payload(i, (i as usize * 7) % 90);
             let lsn = append(&wal, i % 3, data.clone());
-            Entry {
-                lsn,
-                tag: i % 3,
-                payload: data,
-            }
+            Entry { lsn, tag: i % 3, payload: data }
         })
         .collect();
     let lsns: Vec<Lsn> = written.iter().map(|e| e.lsn).collect();
@@ -158,11 +136,7 @@ fn reopen_keeps_entries_and_lsn_continuity() {
     assert_eq!(wal.next_lsn(), 31);
     let lsn = append(&wal, 5, Bytes::from_static(b"after"));
     assert_eq!(lsn, 31);
-    written.push(Entry {
-        lsn,
-        tag: 5,
-        payload: Bytes::from_static(b"after"),
-    });
+    written.push(Entry { lsn, tag: 5, payload: Bytes::from_static(b"after") });
     assert_eq!(read_all(&wal, 1), written);
 }
 
@@ -185,10 +159,7 @@ fn second_open_is_locked_until_dropped() {
     assert!(matches!(second, Err(OpenError::Locked { .. })), "{second:?}");
     let reader = wal.reader(1).expect("reader");
     drop(wal);
-    assert!(matches!(
-        Wal::open(options(dir.path(), 1024)),
-        Err(OpenError::Locked { .. })
-    ));
+    assert!(matches!(Wal::open(options(dir.path(), 1024)), Err(OpenError::Locked { .. })));
     drop(reader);
     open(dir.path(), 1024);
 }
@@ -270,10 +241,7 @@ fn retire_releases_segments_and_rejects_appends() {
     assert!(!err.is_retryable());
     drop(wal);
     let (wal, _) = open(dir.path(), 200);
-    assert!(matches!(
-        wal.append_blocking(7, payload(3, 1)),
-        Err(AppendError::Retired { .. })
-    ));
+    assert!(matches!(wal.append_blocking(7, payload(3, 1)), Err(AppendError::Retired { .. })));
 }
 
 #[test]
@@ -294,10 +262,7 @@ fn next_lsn_survives_deleting_everything_deletable() {
 #[test]
 fn quota_rejects_without_writing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let opts = WalOptions {
-        max_bytes: 1000,
-        ..options(dir.path(), 300)
-    };
+    let opts = WalOptions { max_bytes: 1000, ..options(dir.path(), 300) };
     let (wal, _) = Wal::open(opts.clone()).expect("open");
     let mut written = Vec::new();
     let err = loop {
@@ -328,10 +293,15 @@ fn quota_rejects_without_writing() {
 fn oversized_payload_is_rejected() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (wal, _) = open(dir.path(), 1024);
-    let err = wal
-        .append_blocking(1, Bytes::from(vec![0u8; MAX_PAYLOAD + 1]))
-        .expect_err("too large");
+    let err = wal.append_blocking(1, Bytes::from(vec![0u8; MAX_PAYLOAD + 1])).expect_err("too large");
     assert!(matches!(err, AppendError::TooLarge { .. }));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = WalOptions { max_bytes: 1000, ..options(dir.path(), 500) };
+    let (wal, _) = Wal::open(opts).expect("open");
+    let err = wal.append_blocking(1, Bytes::from(vec![0u8; 1000 - 28 - 24 + 1])).expect_err("cannot ever fit");
+    assert!(matches!(err, AppendError::TooLarge { max: 948, .. }), "{err}");
+    assert!(!err.is_retryable());
+    assert_eq!(append(&wal, 1, Bytes::from(vec![0u8; 948])), 1);
 }
 
 fn torn_tail_case(suffix: impl FnOnce(Lsn) -> Vec<u8>) {
@@ -449,10 +419,7 @@ fn flipped_byte_in_older_segment_is_corrupt() {
     let last_frame_byte = file_len(&files[0]) - 1;
     flip_byte(&files[0], last_frame_byte);
     let err = Wal::open(options(dir.path(), 300)).err();
-    assert!(
-        matches!(&err, Some(OpenError::Corrupt { segment, .. }) if *segment == files[0]),
-        "{err:?}"
-    );
+    assert!(matches!(&err, Some(OpenError::Corrupt { segment, .. }) if *segment == files[0]), "{err:?}");
     flip_byte(&files[0], last_frame_byte);
     flip_byte(&files[1], 3);
     let err = Wal::open(options(dir.path(), 300)).err();
@@ -548,11 +515,7 @@ fn failed_write_is_rolled_back() {
     let (wal, _) = open(dir.path(), 1 << 20);
     let mut written = fill(&wal, 3, 100, 1);
     let len = file_len(&segment_files(dir.path())[0]);
-    wal.inner
-        .shared
-        .faults
-        .partial_write_enospc
-        .store(true, Ordering::SeqCst);
+    wal.inner.shared.faults.partial_write_enospc.store(true, Ordering::SeqCst);
     let err = wal.append_blocking(0, payload(9, 100)).expect_err("enospc");
     assert!(matches!(err, AppendError::NoSpace), "{err}");
     assert!(err.is_retryable());
@@ -566,11 +529,7 @@ fn failed_write_is_rolled_back() {
 
     let data = payload(10, 100);
     assert_eq!(append(&wal, 0, data.clone()), 4);
-    written.push(Entry {
-        lsn: 4,
-        tag: 0,
-        payload: data,
-    });
+    written.push(Entry { lsn: 4, tag: 0, payload: data });
     assert_eq!(read_all(&wal, 1), written);
     drop(wal);
     let (_, recovery) = open(dir.path(), 1 << 20);
@@ -608,17 +567,11 @@ fn close_completes_pending_and_rejects_later_appends() {
             std::thread::spawn(move || wal.append_blocking(i, payload(i, 64)))
         })
         .collect();
-    let results: Vec<_> = handles
-        .into_iter()
-        .map(|h| h.join().expect("thread"))
-        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().expect("thread")).collect();
     wal.close();
     wal.close();
     assert!(results.iter().all(Result::is_ok));
-    assert!(matches!(
-        wal.append_blocking(1, payload(1, 1)),
-        Err(AppendError::Closed)
-    ));
+    assert!(matches!(wal.append_blocking(1, payload(1, 1)), Err(AppendError::Closed)));
     assert_eq!(read_all(&wal, 1).len(), 8);
     wal.ack(0, 9).expect("ack after close");
 }
@@ -626,9 +579,23 @@ fn close_completes_pending_and_rejects_later_appends() {
 #[test]
 fn invalid_options_are_rejected() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let opts = WalOptions {
-        segment_bytes: 0,
-        ..options(dir.path(), 1)
-    };
+    let opts = WalOptions { segment_bytes: 0, ..options(dir.path(), 1) };
     assert!(matches!(Wal::open(opts), Err(OpenError::InvalidOptions(_))));
+}
+
+#[test]
+fn live_tags_lists_unretired_tags_with_entries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (wal, _) = open(dir.path(), 1 << 20);
+    assert!(wal.live_tags().is_empty());
+    append(&wal, 7, payload(1, 10));
+    append(&wal, 3, payload(2, 10));
+    append(&wal, 7, payload(3, 10));
+    assert_eq!(wal.live_tags(), vec![3, 7]);
+    wal.retire(7).expect("retire");
+    assert_eq!(wal.live_tags(), vec![3]);
+    wal.close();
+    drop(wal);
+    let (wal, _) = open(dir.path(), 1 << 20);
+    assert_eq!(wal.live_tags(), vec![3], "retirement survives reopen");
 }

@@ -136,21 +136,8 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        rx: Receiver<Request>,
-        active: ActiveSegment,
-        next_lsn: Lsn,
-    ) -> Writer {
-        Writer {
-            shared,
-            rx,
-            active,
-            next_lsn,
-            batch: Vec::new(),
-            chunk: Chunk::default(),
-            gc_wanted: false,
-        }
+    pub(crate) fn new(shared: Arc<Shared>, rx: Receiver<Request>, active: ActiveSegment, next_lsn: Lsn) -> Writer {
+        Writer { shared, rx, active, next_lsn, batch: Vec::new(), chunk: Chunk::default(), gc_wanted: false }
     }
 
     /// Runs until every sender is gone and the queue is drained.
@@ -197,8 +184,7 @@ impl Writer {
         }
         let frame_len = req.frame_len();
         let has_entries = self.active.entries > 0 || !self.chunk.is_empty();
-        let roll = has_entries
-            && self.active.len + self.chunk.bytes + frame_len > self.shared.segment_bytes;
+        let roll = has_entries && self.active.len + self.chunk.bytes + frame_len > self.shared.segment_bytes;
         let needed = frame_len + if roll { HEADER_LEN as u64 } else { 0 };
         let used = self.shared.used.load(Ordering::Acquire) + self.chunk.bytes;
         if used + needed > self.shared.max_bytes {
@@ -259,9 +245,7 @@ impl Writer {
         self.active.len = offset;
         self.active.entries += count;
         self.next_lsn = base + count;
-        self.shared
-            .used
-            .fetch_add(self.chunk.bytes, Ordering::AcqRel);
+        self.shared.used.fetch_add(self.chunk.bytes, Ordering::AcqRel);
         self.shared.committed.store(self.next_lsn, Ordering::Release);
         self.shared.watch.send_replace(self.next_lsn);
         for (i, req) in self.chunk.reqs.drain(..).enumerate() {
@@ -302,28 +286,16 @@ impl Writer {
     /// Seals the active segment (already fsynced) and starts a new one at `next_lsn`.
     fn roll(&mut self) -> Result<(), AppendError> {
         let first = self.next_lsn;
-        let (file, path) = segment::create_segment(&self.shared.dir, self.shared.wal_id, first)
-            .map_err(|e| {
-                if e.leftover {
-                    tracing::error!(error = %e.source, "cannot remove partial wal segment; wal is now failed");
-                    self.shared.mark_failed();
-                }
-                AppendError::from_io(e.source)
-            })?;
-        self.active = ActiveSegment {
-            file,
-            first_lsn: first,
-            len: HEADER_LEN as u64,
-            entries: 0,
-        };
-        self.shared
-            .used
-            .fetch_add(HEADER_LEN as u64, Ordering::AcqRel);
-        self.shared
-            .state
-            .lock()
-            .segments
-            .push(SegmentMeta::new(path, first));
+        let (file, path) = segment::create_segment(&self.shared.dir, self.shared.wal_id, first).map_err(|e| {
+            if e.leftover {
+                tracing::error!(error = %e.source, "cannot remove partial wal segment; wal is now failed");
+                self.shared.mark_failed();
+            }
+            AppendError::from_io(e.source)
+        })?;
+        self.active = ActiveSegment { file, first_lsn: first, len: HEADER_LEN as u64, entries: 0 };
+        self.shared.used.fetch_add(HEADER_LEN as u64, Ordering::AcqRel);
+        self.shared.state.lock().segments.push(SegmentMeta::new(path, first));
         self.gc_wanted |= self.shared.newest_sealed_deletable();
         Ok(())
     }
