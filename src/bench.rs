@@ -185,9 +185,8 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
 }
 
 async fn run(args: IngestArgs, endpoint: String, spawned: Option<Spawned>) -> anyhow::Result<()> {
-    let client: HttpClient = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(args.connections)
-        .build_http();
+    let client: HttpClient =
+        Client::builder(TokioExecutor::new()).pool_max_idle_per_host(args.connections).build_http();
     let status_url = format!("{endpoint}/_spillway/status");
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {

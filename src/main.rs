@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "spillway", version, about = "A self-hosted delivery service that speaks the Amazon Data Firehose API")]
+#[command(
+    name = "spillway",
+    version,
+    about = "A self-hosted delivery service that speaks the Amazon Data Firehose API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

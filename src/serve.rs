@@ -61,10 +61,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         next_lsn = recovery.next_lsn,
         "write-ahead log recovered"
     );
-    let service = Service::open(
-        ServiceConfig { region, account_id, streams_dir: data_dir.join("streams") },
-        wal.clone(),
-    )?;
+    let service =
+        Service::open(ServiceConfig { region, account_id, streams_dir: data_dir.join("streams") }, wal.clone())?;
 
     let verifier = if config.auth.credentials.is_empty() {
         tracing::warn!("no credentials configured: every request is accepted without checking its signature");
@@ -85,7 +83,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let listener =
+            tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         tracing::info!(listen = %listener.local_addr()?, data_dir = %data_dir.display(), "spillway is serving");
         let shutdown = CancellationToken::new();
         tokio::spawn(wait_for_signal(shutdown.clone()));

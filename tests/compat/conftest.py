@@ -127,7 +127,7 @@ def make_client(endpoint, access_key="AKIDSPILLWAYTEST", secret_key="not-checked
     return boto3.client(
         "firehose", endpoint_url=endpoint, region_name=REGION,
         aws_access_key_id=access_key, aws_secret_access_key=secret_key, aws_session_token=token,
-        config=botocore.config.Config(retries={"max_attempts": retries + 1, "mode": "standard"}),
+        config=botocore.config.Config(retries={"total_max_attempts": retries + 1, "mode": "standard"}),
     )
 
 

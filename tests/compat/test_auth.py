@@ -98,6 +98,7 @@ def test_unsigned_request_is_missing_authentication_token(auth_server):
     assert r.error_type == "MissingAuthenticationTokenException"
     assert r.message == "Missing Authentication Token"
     assert r.headers.get("x-amzn-RequestId")
+    assert r.headers.get("Content-Type", "").startswith("application/x-amz-json-1.1")
 
     unsigned = boto3.client("firehose", endpoint_url=auth_server.endpoint, region_name=REGION,
                             config=botocore.config.Config(signature_version=botocore.UNSIGNED))

@@ -5,6 +5,7 @@ import copy
 import datetime
 import random
 import re
+import threading
 
 import pytest
 from botocore.exceptions import ClientError
@@ -123,6 +124,44 @@ def test_create_extended_s3_and_describe_minimal_defaults(firehose):
         "CloudWatchLoggingOptions": {"Enabled": False},
     }
     assert set(dest) == {"DestinationId", "ExtendedS3DestinationDescription", "S3DestinationDescription"}
+
+    # A stream has exactly one destination: paging past it gives none.
+    paged = firehose.describe_delivery_stream(DeliveryStreamName="orders", ExclusiveStartDestinationId=DEST_ID)
+    assert paged["DeliveryStreamDescription"]["Destinations"] == []
+    assert paged["DeliveryStreamDescription"]["HasMoreDestinations"] is False
+    limited = firehose.describe_delivery_stream(DeliveryStreamName="orders", Limit=1)["DeliveryStreamDescription"]
+    assert [x["DestinationId"] for x in limited["Destinations"]] == [DEST_ID]
+
+
+def test_longest_stream_name_is_accepted(firehose):
+    name = "a-" + "x" * 60 + ".1"
+    assert len(name) == 64
+    assert firehose.create_delivery_stream(DeliveryStreamName=name,
+                                           ExtendedS3DestinationConfiguration=s3_destination())[
+        "DeliveryStreamARN"] == arn(name)
+    assert describe(firehose, name)["DeliveryStreamName"] == name
+
+
+def test_concurrent_creates_of_one_name(server):
+    clients = [server.client() for _ in range(8)]
+    outcomes = []
+    barrier = threading.Barrier(len(clients))
+
+    def create(c):
+        barrier.wait()
+        try:
+            c.create_delivery_stream(DeliveryStreamName="race", ExtendedS3DestinationConfiguration=s3_destination())
+            outcomes.append("created")
+        except ClientError as e:
+            outcomes.append(e.response["Error"]["Code"])
+
+    threads = [threading.Thread(target=create, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(outcomes) == ["ResourceInUseException"] * 7 + ["created"]
+    assert clients[0].list_delivery_streams()["DeliveryStreamNames"] == ["race"]
 
 
 def test_create_timestamp_is_epoch_seconds_on_the_wire(server, firehose):
@@ -822,6 +861,41 @@ def test_cannot_change_destination_type_to_http_endpoint(firehose):
                                          "S3DestinationDescription"}
 
 
+def test_dynamic_partitioning_is_fixed_at_creation(firehose):
+    create_s3_stream(firehose, "no-dp")
+    with pytest.raises(firehose.exceptions.InvalidArgumentException):
+        update(firehose, "no-dp", "1", ExtendedS3DestinationUpdate={
+            "DynamicPartitioningConfiguration": {"Enabled": True}})
+    firehose.create_delivery_stream(DeliveryStreamName="dp", ExtendedS3DestinationConfiguration=s3_destination(
+        Prefix="k=!{partitionKeyFromQuery:k}/", ErrorOutputPrefix="err/",
+        DynamicPartitioningConfiguration={"Enabled": True}))
+    with pytest.raises(firehose.exceptions.InvalidArgumentException):
+        update(firehose, "dp", "1", ExtendedS3DestinationUpdate={
+            "DynamicPartitioningConfiguration": {"Enabled": False}})
+    assert describe(firehose, "no-dp")["VersionId"] == "1"
+    assert describe(firehose, "dp")["VersionId"] == "1"
+
+
+def test_nested_update_merge_granularity(firehose):
+    lambda_arn = "arn:aws:lambda:us-east-1:123456789012:function:f"
+    create_s3_stream(firehose, "nested", BufferingHints={"SizeInMBs": 64, "IntervalInSeconds": 60},
+                     DataFormatConversionConfiguration={
+                         "Enabled": False,
+                         "SchemaConfiguration": {"RoleARN": ROLE, "DatabaseName": "db", "TableName": "t1"}},
+                     ProcessingConfiguration={"Enabled": True, "Processors": [{"Type": "Lambda", "Parameters": [
+                         {"ParameterName": "LambdaArn", "ParameterValue": lambda_arn}]}]})
+    update(firehose, "nested", "1", ExtendedS3DestinationUpdate={
+        "DataFormatConversionConfiguration": {"SchemaConfiguration": {"TableName": "t2"}},
+        "ProcessingConfiguration": {"Processors": [{"Type": "AppendDelimiterToRecord", "Parameters": []}]}})
+    ext = describe(firehose, "nested")["Destinations"][0]["ExtendedS3DestinationDescription"]
+    # DataFormatConversionConfiguration merges member by member ...
+    assert ext["DataFormatConversionConfiguration"] == {
+        "Enabled": False, "SchemaConfiguration": {"RoleARN": ROLE, "DatabaseName": "db", "TableName": "t2"}}
+    # ... ProcessingConfiguration is replaced as a whole, an omitted Enabled keeps the previous value.
+    assert ext["ProcessingConfiguration"] == {
+        "Enabled": True, "Processors": [{"Type": "AppendDelimiterToRecord", "Parameters": []}]}
+
+
 # --------------------------------------------------------------------------------------------------
 # Tags
 # --------------------------------------------------------------------------------------------------
@@ -843,6 +917,11 @@ def test_tags_lifecycle(firehose):
     assert tags(ExclusiveStartTagKey="env") == ([("team", "data")], False)
     assert tags(ExclusiveStartTagKey="d", Limit=1) == ([("env", "prod")], True)
     assert tags(ExclusiveStartTagKey="zzz") == ([], False)
+
+    # Within one request the last value of a key wins.
+    firehose.tag_delivery_stream(DeliveryStreamName="tagged",
+                                 Tags=[{"Key": "team", "Value": "x"}, {"Key": "team", "Value": "data"}])
+    assert tags() == ([("cost-center", "42"), ("env", "prod"), ("team", "data")], False)
 
     firehose.untag_delivery_stream(DeliveryStreamName="tagged", TagKeys=["cost-center", "does-not-exist"])
     assert tags() == ([("env", "prod"), ("team", "data")], False)
@@ -953,6 +1032,19 @@ def test_create_with_encryption(firehose):
         firehose.create_delivery_stream(
             DeliveryStreamName="bad-key", ExtendedS3DestinationConfiguration=s3_destination(),
             DeliveryStreamEncryptionConfigurationInput={"KeyType": "CUSTOMER_MANAGED_CMK"})
+
+
+def test_encryption_calls_are_limited_per_day(firehose):
+    create_s3_stream(firehose, "budget")
+    for i in range(25):
+        if i % 2 == 0:
+            firehose.start_delivery_stream_encryption(DeliveryStreamName="budget")
+        else:
+            firehose.stop_delivery_stream_encryption(DeliveryStreamName="budget")
+    with pytest.raises(firehose.exceptions.LimitExceededException):
+        firehose.stop_delivery_stream_encryption(DeliveryStreamName="budget")
+    # The 25th call (a start) took effect, the refused one did not.
+    assert describe(firehose, "budget")["DeliveryStreamEncryptionConfiguration"]["Status"] == "ENABLED"
 
 
 # --------------------------------------------------------------------------------------------------

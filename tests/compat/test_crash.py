@@ -3,17 +3,18 @@ WAL reopens cleanly afterwards."""
 
 import os
 import random
+import subprocess
 import threading
 
 import boto3
 import botocore.config
 
-from conftest import REGION, Server, create_s3_stream, eventually
+from conftest import ACCOUNT_ID, BIN, REGION, Server, create_s3_stream, eventually, free_port
 
 STREAM = "crash"
 PRODUCERS = 4
 CYCLES = 3
-MIN_ACKED_BEFORE_KILL = 800
+MIN_ACKED_BEFORE_KILL = 12000
 
 
 def lsn_of(record_id):
@@ -36,7 +37,8 @@ class Producers:
         self.lock = threading.Lock()
         self.acked = set()
         self.batches = 0
-        self.killed = threading.Event()
+        self.killing = threading.Event()  # from now on connection errors are expected
+        self.killed = threading.Event()  # the producers stop
         self.errors_before_kill = []
         self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(PRODUCERS)]
 
@@ -57,7 +59,7 @@ class Producers:
             try:
                 resp = client.put_record_batch(DeliveryStreamName=STREAM, Records=records)
             except Exception as e:  # noqa: BLE001 - connection errors are expected once the server is killed
-                if not self.killed.is_set():
+                if not self.killing.is_set():
                     with self.lock:
                         self.errors_before_kill.append(repr(e))
                     self.killed.wait(0.05)
@@ -69,6 +71,9 @@ class Producers:
                     self.errors_before_kill.append(f"partial failure: {resp['FailedPutCount']} failed")
                 self.acked.update(ids)
                 self.batches += 1
+
+    def expect_kill(self):
+        self.killing.set()
 
     def stop_after_kill(self):
         self.killed.set()
@@ -90,6 +95,7 @@ def test_acknowledged_records_survive_sigkill(tmp_data):
             producers = Producers(server, seed=cycle).start()
             eventually(lambda: producers.count() >= MIN_ACKED_BEFORE_KILL or producers.errors_before_kill,
                        f"{MIN_ACKED_BEFORE_KILL} acknowledged records (cycle {cycle})", timeout=90)
+            producers.expect_kill()
             server.kill()  # the producers are still sending
             producers.stop_after_kill()
             assert not producers.errors_before_kill, producers.errors_before_kill[:5]
@@ -129,3 +135,23 @@ def test_acknowledged_records_survive_sigkill(tmp_data):
     finally:
         for s in servers:
             s.kill()
+
+
+def test_data_dir_is_locked_while_the_server_runs(server, firehose):
+    """A second server, or `wal inspect`, on a running server's data directory must refuse to open the WAL."""
+    create_s3_stream(firehose, "locked")
+    rid = firehose.put_record(DeliveryStreamName="locked", Record={"Data": b"x"})["RecordId"]
+    try:
+        second = subprocess.run([BIN, "serve", "--listen", f"127.0.0.1:{free_port()}", "--data-dir",
+                                 str(server.data_dir), "--region", REGION, "--account-id", ACCOUNT_ID],
+                                capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("a second server started on a data directory that is in use") from None
+    assert second.returncode != 0
+    inspect = subprocess.run([BIN, "wal", "inspect", "--data-dir", str(server.data_dir)],
+                             capture_output=True, text=True, timeout=60)
+    assert inspect.returncode != 0, "wal inspect must not read the WAL of a running server"
+    # The running server is unaffected.
+    assert firehose.put_record(DeliveryStreamName="locked", Record={"Data": b"y"})["RecordId"] != rid
+    assert server.stop() == 0
+    assert rid in server.wal_record_ids()

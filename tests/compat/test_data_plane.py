@@ -10,7 +10,7 @@ import botocore.config
 import botocore.exceptions
 import pytest
 
-from conftest import REGION, Server, aws_cli, create_s3_stream, raw_request
+from conftest import REGION, Server, aws_cli, create_s3_stream, eventually, raw_request
 
 RECORD_ID_RE = re.compile(r"^[0-9a-f]{36}$")
 # Large buffers: nothing is delivered (and taken out of the WAL) while a test runs.
@@ -189,6 +189,12 @@ def test_too_many_or_no_records_is_validation_exception(server, firehose):
     assert r.message.endswith(" at 'records' failed to satisfy constraint: "
                               "Member must have length greater than or equal to 1"), r.message
 
+    r = raw_request(server, "PutRecordBatch", {"DeliveryStreamName": "count",
+                                               "Records": [{"Data": b64(b"r")}, {}]})
+    assert r.status == 400 and r.error_type == "ValidationException"
+    assert r.message == ("1 validation error detected: Value null at 'records.2.member.data' failed to satisfy "
+                         "constraint: Member must not be null")
+
     r = raw_request(server, "PutRecord", {"DeliveryStreamName": "count"})
     assert r.status == 400 and r.error_type == "ValidationException"
     assert r.message == ("1 validation error detected: Value null at 'record' failed to satisfy constraint: "
@@ -234,6 +240,57 @@ def test_invalid_base64_is_serialization_exception(server, firehose, operation, 
     assert next_lsn(server) == start, "nothing is stored for a malformed put"
     # The stream still takes well-formed records.
     assert firehose.put_record(DeliveryStreamName="b64", Record={"Data": b"fine"})["RecordId"]
+
+
+def test_json_escapes_in_record_data(server, firehose):
+    """Some JSON encoders escape '/' as '\\/'; the base64 text is the unescaped string."""
+    quiet_stream(firehose, "escaped")
+    body = '{"DeliveryStreamName": "escaped", "Record": {"Data": "\\/\\/\\/\\/\\u0041QID"}}'
+    r = raw_request(server, "PutRecord", body)
+    assert r.status == 200, r.text
+    lsn = lsn_of(r.json["RecordId"])
+    assert server.stop() == 0
+    _, entries = entries_by_lsn(server)
+    assert entries[lsn]["bytes"] == len(base64.b64decode("////AQID"))
+
+
+def test_delete_while_puts_are_in_flight(server, firehose):
+    """Puts racing a DeleteDeliveryStream either succeed or get ResourceNotFoundException, never a 500."""
+    import threading
+    quiet_stream(firehose, "racing")
+    clients = [no_retry_client(server) for _ in range(3)]
+    lock = threading.Lock()
+    outcomes = {"ok": 0}
+    done = threading.Event()
+
+    def produce(c):
+        for _ in range(10_000):
+            try:
+                c.put_record_batch(DeliveryStreamName="racing", Records=[{"Data": b"r" * 500}] * 20)
+                with lock:
+                    outcomes["ok"] += 1
+            except botocore.exceptions.ClientError as e:
+                code = e.response["Error"]["Code"]
+                with lock:
+                    outcomes[code] = outcomes.get(code, 0) + 1
+                if code == "ResourceNotFoundException":
+                    return
+            if done.is_set():
+                return
+
+    threads = [threading.Thread(target=produce, args=(c,), daemon=True) for c in clients]
+    for t in threads:
+        t.start()
+    eventually(lambda: outcomes["ok"] >= 30, "puts before the delete")
+    firehose.delete_delivery_stream(DeliveryStreamName="racing")
+    for t in threads:
+        t.join(timeout=60)
+    done.set()
+    assert set(outcomes) == {"ok", "ResourceNotFoundException"}, outcomes
+    assert outcomes["ResourceNotFoundException"] == len(clients), outcomes
+    # The server is healthy afterwards and the name is free again.
+    quiet_stream(firehose, "racing")
+    assert firehose.put_record(DeliveryStreamName="racing", Record={"Data": b"again"})["RecordId"]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -32,10 +32,16 @@ pub const CONTENT_TYPE_JSON_11: &str = "application/x-amz-json-1.1";
 /// The outcome of a durable put: the records are entry `lsn` of WAL `wal_id`, in request order.
 #[derive(Debug, Clone, Copy)]
 pub enum PutOutcome {
-    Stored { wal_id: u64, lsn: u64, encrypted: bool },
+    Stored {
+        wal_id: u64,
+        lsn: u64,
+        encrypted: bool,
+    },
     /// Every record was refused with `ServiceUnavailableException` ("Slow down."): PutRecordBatch
     /// answers 200 with per-record failures, PutRecord the whole-call exception.
-    Throttled { encrypted: bool },
+    Throttled {
+        encrypted: bool,
+    },
 }
 
 /// What the API needs from the rest of the server.
@@ -275,12 +281,16 @@ mod tests {
 
     #[test]
     fn batch_response_shapes() {
-        let ok: Value = serde_json::from_str(&batch_response(PutOutcome::Stored { wal_id: 1, lsn: 2, encrypted: false }, 3)).unwrap();
+        let ok: Value =
+            serde_json::from_str(&batch_response(PutOutcome::Stored { wal_id: 1, lsn: 2, encrypted: false }, 3))
+                .unwrap();
         assert_eq!(ok["FailedPutCount"], 0);
-        let ids: Vec<&str> = ok["RequestResponses"].as_array().unwrap().iter().map(|r| r["RecordId"].as_str().unwrap()).collect();
+        let ids: Vec<&str> =
+            ok["RequestResponses"].as_array().unwrap().iter().map(|r| r["RecordId"].as_str().unwrap()).collect();
         assert_eq!(ids.len(), 3);
         assert_eq!(ids[2], "00000000000000010000000000000002".to_string() + "0002");
-        let failed: Value = serde_json::from_str(&batch_response(PutOutcome::Throttled { encrypted: true }, 2)).unwrap();
+        let failed: Value =
+            serde_json::from_str(&batch_response(PutOutcome::Throttled { encrypted: true }, 2)).unwrap();
         assert_eq!(failed["FailedPutCount"], 2);
         assert_eq!(failed["Encrypted"], true);
         assert_eq!(failed["RequestResponses"][1]["ErrorCode"], "ServiceUnavailableException");

@@ -167,9 +167,10 @@ fn get_str<'a>(m: &'a Map<String, Value>, key: &str, path: &str) -> Result<Optio
 fn get_int(m: &Map<String, Value>, key: &str, path: &str) -> Result<Option<i64>, ApiError> {
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => {
-            n.as_i64().map(Some).ok_or_else(|| ApiError::serialization(format!("{path}.{} must be an integer", camel(key))))
-        }
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| ApiError::serialization(format!("{path}.{} must be an integer", camel(key)))),
         Some(_) => Err(ApiError::serialization(format!("{path}.{} must be an integer", camel(key)))),
     }
 }
@@ -295,9 +296,7 @@ pub const COMPRESSION_FORMATS: [&str; 5] = ["UNCOMPRESSED", "GZIP", "ZIP", "Snap
 pub fn check_s3_rules(config: &Value) -> Result<(), ApiError> {
     let Some(m) = config.as_object() else { return Ok(()) };
     if m.get("S3BackupMode").and_then(Value::as_str) == Some("Enabled") && m.get("S3BackupConfiguration").is_none() {
-        return Err(ApiError::invalid_argument(
-            "S3BackupConfiguration must be specified when S3BackupMode is Enabled",
-        ));
+        return Err(ApiError::invalid_argument("S3BackupConfiguration must be specified when S3BackupMode is Enabled"));
     }
     if let Some(dfc) = m.get("DataFormatConversionConfiguration").and_then(Value::as_object)
         && dfc.get("Enabled").and_then(Value::as_bool).unwrap_or(true)
@@ -397,12 +396,9 @@ fn fill_lambda_defaults(pc: &mut Map<String, Value>) {
         let has = |params: &Vec<Value>, name: &str| {
             params.iter().any(|x| x.get("ParameterName").and_then(Value::as_str) == Some(name))
         };
-        for (name, default) in [
-            ("NumberOfRetries", "3"),
-            ("RoleArn", ""),
-            ("BufferSizeInMBs", "1"),
-            ("BufferIntervalInSeconds", "60"),
-        ] {
+        for (name, default) in
+            [("NumberOfRetries", "3"), ("RoleArn", ""), ("BufferSizeInMBs", "1"), ("BufferIntervalInSeconds", "60")]
+        {
             if !has(params, name) && !default.is_empty() {
                 params.push(json!({"ParameterName": name, "ParameterValue": default}));
             }
@@ -568,29 +564,49 @@ mod tests {
         let merged = merge_update(&stored, upd.as_object().unwrap());
         assert_eq!(merged["Prefix"], "b/");
         assert_eq!(merged["ProcessingConfiguration"], json!({"Enabled": true, "Processors": []}));
-        assert_eq!(merged["DataFormatConversionConfiguration"]["SchemaConfiguration"], json!({"DatabaseName": "d", "TableName": "t2"}));
+        assert_eq!(
+            merged["DataFormatConversionConfiguration"]["SchemaConfiguration"],
+            json!({"DatabaseName": "d", "TableName": "t2"})
+        );
         assert_eq!(merged["S3BackupConfiguration"], json!({"BucketARN": "arn:aws:s3:::x", "Prefix": "q/"}));
     }
 
     #[test]
     fn validation() {
         let mut v = Violations::new();
-        validate_create(&EXTENDED_S3, &json!({"BucketARN": "bucket", "CompressionFormat": "SNAPPY"}), "extendedS3DestinationConfiguration", &mut v).unwrap();
+        validate_create(
+            &EXTENDED_S3,
+            &json!({"BucketARN": "bucket", "CompressionFormat": "SNAPPY"}),
+            "extendedS3DestinationConfiguration",
+            &mut v,
+        )
+        .unwrap();
         let e = v.into_result().unwrap_err();
         assert!(e.message.starts_with("3 validation errors detected"), "{}", e.message);
-        assert!(e.message.contains("'extendedS3DestinationConfiguration.roleARN' failed to satisfy constraint: Member must not be null"));
-        assert!(e.message.contains("Member must satisfy enum value set: [UNCOMPRESSED, GZIP, ZIP, Snappy, HADOOP_SNAPPY]"));
+        assert!(e.message.contains(
+            "'extendedS3DestinationConfiguration.roleARN' failed to satisfy constraint: Member must not be null"
+        ));
+        assert!(
+            e.message.contains("Member must satisfy enum value set: [UNCOMPRESSED, GZIP, ZIP, Snappy, HADOOP_SNAPPY]")
+        );
 
         let mut v = Violations::new();
-        let e = validate_create(&EXTENDED_S3, &json!({"RoleARN": "arn:aws:iam::123456789012:role/r", "BucketARN": "arn:aws:s3:::b",
-            "BufferingHints": {"SizeInMBs": 5}}), "x", &mut v).unwrap_err();
+        let e = validate_create(
+            &EXTENDED_S3,
+            &json!({"RoleARN": "arn:aws:iam::123456789012:role/r", "BucketARN": "arn:aws:s3:::b",
+            "BufferingHints": {"SizeInMBs": 5}}),
+            "x",
+            &mut v,
+        )
+        .unwrap_err();
         assert_eq!(e.code, crate::ErrorCode::InvalidArgument);
 
         let mut v = Violations::new();
         let e = validate_create(&EXTENDED_S3, &json!({"RoleARN": 5}), "x", &mut v).unwrap_err();
         assert_eq!(e.code, crate::ErrorCode::Serialization);
 
-        let e = check_s3_rules(&json!({"CompressionFormat": "GZIP", "DataFormatConversionConfiguration": {}})).unwrap_err();
+        let e =
+            check_s3_rules(&json!({"CompressionFormat": "GZIP", "DataFormatConversionConfiguration": {}})).unwrap_err();
         assert!(e.message.contains("UNCOMPRESSED"));
         let e = check_s3_rules(&json!({"BufferingHints": {"SizeInMBs": 5, "IntervalInSeconds": 60}, "DataFormatConversionConfiguration": {"Enabled": true}})).unwrap_err();
         assert!(e.message.contains("at least 64"));

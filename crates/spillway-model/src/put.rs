@@ -182,7 +182,7 @@ mod tests {
         assert!(e.message.contains("records.1.member.data"), "{}", e.message);
 
         let rec = format!(r#"{{"Data":"{}"}}"#, b64(MAX_RECORD_BYTES));
-        let over = format!(r#"{{"DeliveryStreamName":"s","Records":[{}]}}"#, vec![rec.as_str(); 5].join(","));
+        let over = format!(r#"{{"DeliveryStreamName":"s","Records":[{}]}}"#, [rec.as_str(); 5].join(","));
         let e = parse_put_record_batch(over.as_bytes()).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidArgument);
         assert_eq!(e.message, "Records size exceeds 4 MB limit");

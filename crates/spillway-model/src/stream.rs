@@ -128,7 +128,10 @@ pub fn stream_name(input: &Value) -> Result<&str, ApiError> {
 }
 
 /// The destination members present in a request.
-fn destination_members<'a>(m: &'a Map<String, Value>, by: fn(&str) -> Option<&'static DestinationKind>) -> Vec<(&'static DestinationKind, &'a Value)> {
+fn destination_members(
+    m: &Map<String, Value>,
+    by: fn(&str) -> Option<&'static DestinationKind>,
+) -> Vec<(&'static DestinationKind, &Value)> {
     m.iter().filter(|(_, v)| !v.is_null()).filter_map(|(k, v)| by(k).map(|kind| (kind, v))).collect()
 }
 
@@ -136,7 +139,11 @@ fn parse_tags(v: &mut Violations, value: Option<&Value>, path: &str) -> Result<V
     let Some(value) = value else { return Ok(Vec::new()) };
     let list = value.as_array().ok_or_else(|| ApiError::serialization("Tags must be a list"))?;
     if list.len() > MAX_TAGS {
-        v.push(format_args!("[{} tags]", list.len()), path, format_args!("Member must have length less than or equal to {MAX_TAGS}"));
+        v.push(
+            format_args!("[{} tags]", list.len()),
+            path,
+            format_args!("Member must have length less than or equal to {MAX_TAGS}"),
+        );
     }
     let mut tags = Vec::with_capacity(list.len());
     for (i, t) in list.iter().enumerate() {
@@ -187,7 +194,20 @@ fn encryption_input(v: &mut Violations, value: &Value, path: &str) -> Result<Enc
 const SOURCES: [(&str, &str, &[&str]); 3] = [
     ("KinesisStreamSourceConfiguration", "KinesisStreamAsSource", &["KinesisStreamARN", "RoleARN"]),
     ("MSKSourceConfiguration", "MSKAsSource", &["MSKClusterARN", "TopicName", "AuthenticationConfiguration"]),
-    ("DatabaseSourceConfiguration", "DatabaseAsSource", &["Type", "Endpoint", "Port", "Databases", "Tables", "SnapshotWatermarkTable", "DatabaseSourceAuthenticationConfiguration", "DatabaseSourceVPCConfiguration"]),
+    (
+        "DatabaseSourceConfiguration",
+        "DatabaseAsSource",
+        &[
+            "Type",
+            "Endpoint",
+            "Port",
+            "Databases",
+            "Tables",
+            "SnapshotWatermarkTable",
+            "DatabaseSourceAuthenticationConfiguration",
+            "DatabaseSourceVPCConfiguration",
+        ],
+    ),
 ];
 
 /// Validates a CreateDeliveryStream request and builds the stream.
@@ -218,7 +238,8 @@ pub fn create(input: &Value, id: u64, ctx: Ctx<'_>, supports: Capabilities<'_>) 
         source = Some((member, ty, cfg));
     }
     if let Some(dp) = m.get("DirectPutSourceConfiguration").filter(|c| !c.is_null()) {
-        let dm = dp.as_object().ok_or_else(|| ApiError::serialization("DirectPutSourceConfiguration must be an object"))?;
+        let dm =
+            dp.as_object().ok_or_else(|| ApiError::serialization("DirectPutSourceConfiguration must be an object"))?;
         match opt_int(dm, "ThroughputHintInMBs")? {
             None => v.missing("directPutSourceConfiguration.throughputHintInMBs"),
             Some(t) => check_range(&mut v, t, "directPutSourceConfiguration.throughputHintInMBs", 1, 100),
@@ -239,9 +260,7 @@ pub fn create(input: &Value, id: u64, ctx: Ctx<'_>, supports: Capabilities<'_>) 
     }
     match source {
         Some((member, ty, _)) if ty != stream_type => {
-            return Err(ApiError::invalid_argument(format!(
-                "{member} is only applicable for {ty} stream type"
-            )));
+            return Err(ApiError::invalid_argument(format!("{member} is only applicable for {ty} stream type")));
         }
         None if stream_type != "DirectPut" => {
             return Err(ApiError::invalid_argument(format!(
@@ -315,9 +334,7 @@ impl StreamRecord {
                 ErrorCode::ResourceNotFound,
                 format!(
                     "Firehose {} under account {} is in status {} and does not accept records.",
-                    self.name,
-                    ctx.account_id,
-                    self.status
+                    self.name, ctx.account_id, self.status
                 ),
             ));
         }
@@ -384,7 +401,12 @@ impl StreamRecord {
 
     /// UpdateDestination. Returns whether anything changed (identical or empty updates do not
     /// increment the version).
-    pub fn update_destination(&mut self, input: &Value, ctx: Ctx<'_>, supports: Capabilities<'_>) -> Result<bool, ApiError> {
+    pub fn update_destination(
+        &mut self,
+        input: &Value,
+        ctx: Ctx<'_>,
+        supports: Capabilities<'_>,
+    ) -> Result<bool, ApiError> {
         let m = object(input)?;
         let mut v = Violations::new();
         let current = opt_str(m, "CurrentDeliveryStreamVersionId")?;
@@ -400,7 +422,8 @@ impl StreamRecord {
         let updates = destination_members(m, destination::by_update);
         for (kind, u) in &updates {
             let path = destination::camel(kind.update);
-            let um = u.as_object().ok_or_else(|| ApiError::serialization(format!("{} must be an object", kind.update)))?;
+            let um =
+                u.as_object().ok_or_else(|| ApiError::serialization(format!("{} must be an object", kind.update)))?;
             if kind.is_s3() {
                 destination::validate_s3(um, &path, &mut v, kind.create == destination::EXTENDED_S3.create)?;
             } else if let Some(s3) = um.get("S3Update") {
@@ -435,7 +458,8 @@ impl StreamRecord {
             [(kind, update)] => (*kind, *update),
             _ => return Err(ApiError::invalid_argument("Exactly one destination update is supported for a Firehose")),
         };
-        let update = update.as_object().ok_or_else(|| ApiError::serialization("destination update must be an object"))?;
+        let update =
+            update.as_object().ok_or_else(|| ApiError::serialization("destination update must be an object"))?;
         let current_kind = self.kind();
         let (new_member, new_config) = if kind.is_s3() && current_kind.is_s3() {
             let merged = destination::merge_update(&self.destination, update);
@@ -519,7 +543,11 @@ impl StreamRecord {
             }
             Some(Value::Array(keys)) => {
                 if keys.is_empty() || keys.len() > MAX_TAGS {
-                    v.push(format_args!("[{} keys]", keys.len()), "tagKeys", format_args!("Member must have length between 1 and {MAX_TAGS}"));
+                    v.push(
+                        format_args!("[{} keys]", keys.len()),
+                        "tagKeys",
+                        format_args!("Member must have length between 1 and {MAX_TAGS}"),
+                    );
                 }
                 let mut out = Vec::with_capacity(keys.len());
                 for (i, k) in keys.iter().enumerate() {
@@ -624,9 +652,8 @@ pub fn list<'a>(input: &Value, streams: impl Iterator<Item = (&'a str, &'a str)>
     }
     v.into_result()?;
     let limit = limit.map_or(crate::limits::DEFAULT_LIST_LIMIT, |l| l as usize);
-    let mut matching = streams
-        .filter(|(name, _)| start.is_none_or(|s| *name > s))
-        .filter(|(_, t)| ty.is_none_or(|want| *t == want));
+    let mut matching =
+        streams.filter(|(name, _)| start.is_none_or(|s| *name > s)).filter(|(_, t)| ty.is_none_or(|want| *t == want));
     let names: Vec<&str> = matching.by_ref().take(limit).map(|(n, _)| n).collect();
     Ok(json!({"DeliveryStreamNames": names, "HasMoreDeliveryStreams": matching.next().is_some()}))
 }
@@ -675,7 +702,12 @@ mod tests {
         assert_eq!(create(&two, 1, ctx(), &s3_only).unwrap_err().code, ErrorCode::InvalidArgument);
         let kinesis = json!({"DeliveryStreamName": "s", "KinesisStreamSourceConfiguration": {"KinesisStreamARN": "arn:aws:kinesis:us-east-1:123456789012:stream/x", "RoleARN": ROLE},
                              "ExtendedS3DestinationConfiguration": {"RoleARN": ROLE, "BucketARN": "arn:aws:s3:::b"}});
-        assert!(create(&kinesis, 1, ctx(), &s3_only).unwrap_err().message.contains("only applicable for KinesisStreamAsSource"));
+        assert!(
+            create(&kinesis, 1, ctx(), &s3_only)
+                .unwrap_err()
+                .message
+                .contains("only applicable for KinesisStreamAsSource")
+        );
         let redshift = json!({"DeliveryStreamName": "r", "RedshiftDestinationConfiguration": {"RoleARN": ROLE, "ClusterJDBCURL": "jdbc:redshift://x", "CopyCommand": {"DataTableName": "t"},
                               "Password": "secret12", "S3Configuration": {"RoleARN": ROLE, "BucketARN": "arn:aws:s3:::b"}}});
         let r = create(&redshift, 1, ctx(), &s3_only).unwrap();
@@ -683,7 +715,10 @@ mod tests {
         assert_eq!(r.failure.as_ref().unwrap()["Details"], "cannot deliver to Redshift yet");
         let d = r.describe(None);
         assert!(d["Destinations"][0]["RedshiftDestinationDescription"].get("Password").is_none());
-        assert_eq!(d["Destinations"][0]["RedshiftDestinationDescription"]["S3DestinationDescription"]["BucketARN"], "arn:aws:s3:::b");
+        assert_eq!(
+            d["Destinations"][0]["RedshiftDestinationDescription"]["S3DestinationDescription"]["BucketARN"],
+            "arn:aws:s3:::b"
+        );
         let missing = json!({"DeliveryStreamName": "r", "RedshiftDestinationConfiguration": {"RoleARN": ROLE}});
         let e = create(&missing, 1, ctx(), &s3_only).unwrap_err();
         assert_eq!(e.code, ErrorCode::Validation);
@@ -693,8 +728,10 @@ mod tests {
     #[test]
     fn update_versions_and_conflicts() {
         let mut s = s3_stream();
-        let upd = |v: &str, prefix: &str| json!({"DeliveryStreamName": "s", "CurrentDeliveryStreamVersionId": v, "DestinationId": DESTINATION_ID,
-                                                "ExtendedS3DestinationUpdate": {"Prefix": prefix}});
+        let upd = |v: &str, prefix: &str| {
+            json!({"DeliveryStreamName": "s", "CurrentDeliveryStreamVersionId": v, "DestinationId": DESTINATION_ID,
+                                                "ExtendedS3DestinationUpdate": {"Prefix": prefix}})
+        };
         assert!(s.update_destination(&upd("1", "a/"), ctx(), &s3_only).unwrap());
         assert_eq!(s.version_id, 2);
         assert_eq!(s.last_update_timestamp, Some(ctx().now));
@@ -731,7 +768,12 @@ mod tests {
         let mut s = s3_stream();
         s.start_encryption(&json!({}), 0.0).unwrap();
         assert!(s.encrypted());
-        let e = s.start_encryption(&json!({"DeliveryStreamEncryptionConfigurationInput": {"KeyType": "CUSTOMER_MANAGED_CMK"}}), 1.0).unwrap_err();
+        let e = s
+            .start_encryption(
+                &json!({"DeliveryStreamEncryptionConfigurationInput": {"KeyType": "CUSTOMER_MANAGED_CMK"}}),
+                1.0,
+            )
+            .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidArgument);
         s.stop_encryption(2.0).unwrap();
         assert!(!s.encrypted());
@@ -747,7 +789,11 @@ mod tests {
         let streams = [("a", "DirectPut"), ("b", "KinesisStreamAsSource"), ("c", "DirectPut")];
         let l = list(&json!({"Limit": 1}), streams.iter().copied()).unwrap();
         assert_eq!(l, json!({"DeliveryStreamNames": ["a"], "HasMoreDeliveryStreams": true}));
-        let l = list(&json!({"ExclusiveStartDeliveryStreamName": "a", "DeliveryStreamType": "DirectPut"}), streams.iter().copied()).unwrap();
+        let l = list(
+            &json!({"ExclusiveStartDeliveryStreamName": "a", "DeliveryStreamType": "DirectPut"}),
+            streams.iter().copied(),
+        )
+        .unwrap();
         assert_eq!(l, json!({"DeliveryStreamNames": ["c"], "HasMoreDeliveryStreams": false}));
     }
 }

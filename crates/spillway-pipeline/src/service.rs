@@ -74,7 +74,9 @@ fn now_millis() -> i64 {
 /// What this build can run: DirectPut streams delivering to S3 / Extended S3.
 pub fn capabilities(stream_type: &str, kind: &DestinationKind) -> Result<(), String> {
     if stream_type != "DirectPut" {
-        return Err(format!("spillway cannot read from {stream_type} sources yet; only DirectPut streams are supported"));
+        return Err(format!(
+            "spillway cannot read from {stream_type} sources yet; only DirectPut streams are supported"
+        ));
     }
     if !kind.is_s3() {
         return Err(format!(
@@ -124,10 +126,15 @@ impl Service {
 
     /// Names and WAL tags of every stream.
     pub fn stream_tags(&self) -> Vec<(String, u64)> {
-        self.inner.streams.read().values().map(|s| {
-            let r = s.record.read();
-            (r.name.clone(), r.id)
-        }).collect()
+        self.inner
+            .streams
+            .read()
+            .values()
+            .map(|s| {
+                let r = s.record.read();
+                (r.name.clone(), r.id)
+            })
+            .collect()
     }
 
     fn ctx(&self) -> Ctx<'_> {
@@ -176,10 +183,13 @@ impl Service {
             }
             Operation::ListDeliveryStreams => {
                 let streams = self.inner.streams.read();
-                let pairs: Vec<(String, String)> = streams.values().map(|s| {
-                    let r = s.record.read();
-                    (r.name.clone(), r.stream_type.clone())
-                }).collect();
+                let pairs: Vec<(String, String)> = streams
+                    .values()
+                    .map(|s| {
+                        let r = s.record.read();
+                        (r.name.clone(), r.stream_type.clone())
+                    })
+                    .collect();
                 stream::list(input, pairs.iter().map(|(n, t)| (n.as_str(), t.as_str())))
             }
             Operation::UpdateDestination => {
@@ -250,7 +260,12 @@ impl Service {
     }
 
     /// Ingest: one WAL entry per request, answered after fsync.
-    pub async fn put_records(&self, op: Operation, req: PutRequest<'_>, started: Instant) -> Result<PutOutcome, ApiError> {
+    pub async fn put_records(
+        &self,
+        op: Operation,
+        req: PutRequest<'_>,
+        started: Instant,
+    ) -> Result<PutOutcome, ApiError> {
         let s = self.get(&req.stream_name)?;
         let (id, encrypted) = {
             let r = s.record.read();

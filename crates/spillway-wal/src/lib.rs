@@ -124,6 +124,7 @@ mod reader;
 mod recovery;
 mod segment;
 mod shared;
+mod tail;
 mod writer;
 
 use std::fs::File;
@@ -160,11 +161,19 @@ pub struct WalOptions {
     pub max_bytes: u64,
     /// Upper bound on the payload bytes gathered into one group commit.
     pub max_batch_bytes: usize,
+    /// Payload bytes of the newest committed entries kept in memory for readers (0 disables).
+    pub tail_cache_bytes: usize,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
-        WalOptions { dir: PathBuf::from("wal"), segment_bytes: 64 << 20, max_bytes: 8 << 30, max_batch_bytes: 16 << 20 }
+        WalOptions {
+            dir: PathBuf::from("wal"),
+            segment_bytes: 64 << 20,
+            max_bytes: 8 << 30,
+            max_batch_bytes: 16 << 20,
+            tail_cache_bytes: 64 << 20,
+        }
     }
 }
 
@@ -405,12 +414,8 @@ impl Wal {
     /// tag of a stream whose deletion was interrupted by a crash before `retire`).
     pub fn live_tags(&self) -> Vec<u64> {
         let state = self.inner.shared.state.lock();
-        let mut tags: Vec<u64> = state
-            .segments
-            .iter()
-            .flat_map(|s| s.tags.iter().copied())
-            .filter(|t| !state.acks.is_retired(*t))
-            .collect();
+        let mut tags: Vec<u64> =
+            state.segments.iter().flat_map(|s| s.tags.iter().copied()).filter(|t| !state.acks.is_retired(*t)).collect();
         tags.sort_unstable();
         tags.dedup();
         tags

@@ -4,6 +4,7 @@
 //! writer after fsync), so it cannot observe a half-written batch or bytes that a
 //! rollback is about to cut off. It takes the state lock only to locate a segment.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -28,7 +29,12 @@ pub struct WalReader {
     inner: Arc<Inner>,
     next: Lsn,
     cursor: Option<Cursor>,
+    /// Entries taken from the tail cache, starting at `next`.
+    cached: VecDeque<Entry>,
 }
+
+/// Entries taken from the tail cache per lock.
+const CACHE_BATCH: usize = 256;
 
 /// An open segment and a read-ahead buffer of its committed bytes.
 struct Cursor {
@@ -49,7 +55,7 @@ struct Cursor {
 
 impl WalReader {
     pub(crate) fn new(inner: Arc<Inner>, from: Lsn) -> WalReader {
-        WalReader { inner, next: from.max(1), cursor: None }
+        WalReader { inner, next: from.max(1), cursor: None, cached: VecDeque::new() }
     }
 
     /// Lsn of the entry the next call to `next()` looks for.
@@ -58,6 +64,9 @@ impl WalReader {
     }
 
     fn read_next(&mut self) -> Result<Option<Entry>, ReadError> {
+        if let Some(entry) = self.next_cached() {
+            return Ok(Some(entry));
+        }
         loop {
             if self.next >= self.inner.shared.committed() {
                 return Ok(None);
@@ -78,6 +87,23 @@ impl WalReader {
                 return Ok(Some(entry));
             }
         }
+    }
+
+    /// The next entry from the tail cache, if the reader is within it (caught up).
+    fn next_cached(&mut self) -> Option<Entry> {
+        if self.cached.front().is_none_or(|e| e.lsn != self.next) {
+            self.cached.clear();
+            if self.next >= self.inner.shared.committed() {
+                return None;
+            }
+            let tail = self.inner.shared.tail.lock();
+            if !tail.read(self.next, CACHE_BATCH, &mut self.cached) {
+                return None;
+            }
+        }
+        let entry = self.cached.pop_front()?;
+        self.next = entry.lsn + 1;
+        Some(entry)
     }
 
     /// Points the cursor at the first retained segment holding an lsn `>= self.next`,

@@ -14,6 +14,7 @@ use crate::acks::{ACKS_FILE, AckState};
 use crate::error::AckError;
 use crate::fsutil::sync_dir;
 use crate::segment::SegmentMeta;
+use crate::tail::TailCache;
 
 /// Everything guarded by the one state mutex. Critical sections are short and never do I/O.
 #[derive(Debug)]
@@ -36,6 +37,8 @@ pub(crate) struct Shared {
     pub used: AtomicU64,
     failed: AtomicBool,
     pub watch: watch::Sender<Lsn>,
+    /// The newest committed entries, for readers that are caught up.
+    pub tail: Mutex<TailCache>,
     /// `AckState::version` last written to disk.
     persisted: Mutex<u64>,
     /// Serialises segment deletion.
@@ -47,6 +50,7 @@ pub(crate) struct Shared {
 /// A sealed segment chosen for deletion.
 struct Doomed {
     first_lsn: Lsn,
+    end_lsn: Lsn,
     path: PathBuf,
     len: u64,
 }
@@ -65,6 +69,7 @@ impl Shared {
             used: AtomicU64::new(used),
             failed: AtomicBool::new(false),
             watch: watch::Sender::new(next_lsn),
+            tail: Mutex::new(TailCache::new(opts.tail_cache_bytes)),
             persisted: Mutex::new(0),
             gc: Mutex::new(()),
             #[cfg(test)]
@@ -123,6 +128,12 @@ impl Shared {
         }
         self.persist_acks(version)?;
         self.state.lock().segments.retain(|s| !doomed.iter().any(|d| d.first_lsn == s.first_lsn));
+        {
+            let mut tail = self.tail.lock();
+            for d in &doomed {
+                tail.forget(d.first_lsn, d.end_lsn);
+            }
+        }
         let mut freed = 0;
         let mut result = Ok(());
         for segment in &doomed {
@@ -153,7 +164,12 @@ impl Shared {
             if !segment.is_empty() {
                 acks.mark_deleted(segment.first_lsn, segment.end_lsn - 1);
             }
-            doomed.push(Doomed { first_lsn: segment.first_lsn, path: segment.path.clone(), len: segment.len });
+            doomed.push(Doomed {
+                first_lsn: segment.first_lsn,
+                end_lsn: segment.end_lsn,
+                path: segment.path.clone(),
+                len: segment.len,
+            });
         }
         (doomed, acks.version())
     }

@@ -11,7 +11,13 @@ use super::*;
 use crate::segment::{HEADER_LEN, encode_frame_header};
 
 fn options(dir: &Path, segment_bytes: u64) -> WalOptions {
-    WalOptions { dir: dir.to_path_buf(), segment_bytes, max_bytes: 1 << 30, max_batch_bytes: 1 << 20 }
+    WalOptions {
+        dir: dir.to_path_buf(),
+        segment_bytes,
+        max_bytes: 1 << 30,
+        max_batch_bytes: 1 << 20,
+        tail_cache_bytes: 1 << 20,
+    }
 }
 
 fn open(dir: &Path, segment_bytes: u64) -> (Wal, Recovery) {
@@ -598,4 +604,27 @@ fn live_tags_lists_unretired_tags_with_entries() {
     drop(wal);
     let (wal, _) = open(dir.path(), 1 << 20);
     assert_eq!(wal.live_tags(), vec![3], "retirement survives reopen");
+}
+
+#[test]
+fn caught_up_readers_are_served_from_memory() {
+    // A flipped byte on disk is invisible to a reader served by the tail cache, and visible
+    // (as corruption) to one that reads the file: proof of where each reads from.
+    for (cache, from_memory) in [(1 << 20, true), (0, false)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = WalOptions { tail_cache_bytes: cache, ..options(dir.path(), 1 << 20) };
+        let (wal, _) = Wal::open(opts).expect("open");
+        let data = payload(9, 100);
+        append(&wal, 1, data.clone());
+        let seg = segment_files(dir.path()).pop().expect("segment");
+        let len = file_len(&seg);
+        flip_byte(&seg, len - 10);
+        let got: Vec<_> = wal.reader(1).expect("reader").take(1).collect();
+        if from_memory {
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].as_ref().expect("entry").payload, data);
+        } else {
+            assert!(matches!(got[0], Err(ReadError::Corrupt { .. })), "{got:?}");
+        }
+    }
 }

@@ -15,6 +15,7 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use crate::Entry;
 use crate::Lsn;
 use crate::error::AppendError;
 use crate::segment::{self, FRAME_HEADER_LEN, HEADER_LEN, SegmentMeta, encode_frame_header};
@@ -246,6 +247,12 @@ impl Writer {
         self.active.entries += count;
         self.next_lsn = base + count;
         self.shared.used.fetch_add(self.chunk.bytes, Ordering::AcqRel);
+        {
+            let mut tail = self.shared.tail.lock();
+            for (i, req) in self.chunk.reqs.iter().enumerate() {
+                tail.push(Entry { lsn: base + i as u64, tag: req.tag, payload: req.payload.clone() });
+            }
+        }
         self.shared.committed.store(self.next_lsn, Ordering::Release);
         self.shared.watch.send_replace(self.next_lsn);
         for (i, req) in self.chunk.reqs.drain(..).enumerate() {

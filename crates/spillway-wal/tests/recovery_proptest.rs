@@ -147,7 +147,13 @@ impl Model {
 }
 
 fn options(dir: &Path) -> WalOptions {
-    WalOptions { dir: dir.to_path_buf(), segment_bytes: 700, max_bytes: 1 << 30, max_batch_bytes: 1 << 20 }
+    WalOptions {
+        dir: dir.to_path_buf(),
+        segment_bytes: 700,
+        max_bytes: 1 << 30,
+        max_batch_bytes: 1 << 20,
+        tail_cache_bytes: 4096,
+    }
 }
 
 /// Reads the whole log and checks it against the model; adopts entries that a crash
