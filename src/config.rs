@@ -5,6 +5,8 @@
 
 use anyhow::Context;
 use serde::Deserialize;
+use spillway_destination::S3Config;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Default, Deserialize)]
@@ -16,6 +18,22 @@ pub struct Config {
     pub wal: WalConfig,
     #[serde(default)]
     pub auth: AuthConfig,
+    /// One S3-compatible store for every bucket (otherwise buckets are folders under the data dir).
+    pub s3: Option<S3Config>,
+    /// Per-bucket S3-compatible stores, by bucket name; they win over `[s3]`.
+    #[serde(default)]
+    pub buckets: HashMap<String, S3Config>,
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Deflate level (0..=9) of GZIP and ZIP objects. Default 6.
+    pub gzip_level: Option<u32>,
+    /// How long a graceful shutdown may spend delivering buffered records, in seconds. Default 10.
+    pub shutdown_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -74,12 +92,21 @@ mod tests {
             [[auth.credentials]]
             access_key_id = "AKID"
             secret_access_key = "secret"
+            [s3]
+            endpoint = "http://127.0.0.1:8333"
+            [buckets.raw]
+            endpoint = "http://127.0.0.1:9000"
+            [delivery]
+            gzip_level = 1
             "#,
         )
         .unwrap();
         assert_eq!(c.server.region.as_deref(), Some("eu-west-1"));
         assert_eq!(c.wal.max_bytes, Some(1_048_576));
         assert_eq!(c.auth.credentials[0].access_key_id, "AKID");
+        assert_eq!(c.s3.unwrap().endpoint.as_deref(), Some("http://127.0.0.1:8333"));
+        assert_eq!(c.buckets["raw"].endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(c.delivery.gzip_level, Some(1));
         assert!(toml::from_str::<Config>("[server]\nlisten_addr = \"x\"").is_err());
     }
 }

@@ -5,10 +5,12 @@ use crate::config::Config;
 use anyhow::Context;
 use clap::Args;
 use spillway_api::{ApiConfig, sigv4};
+use spillway_destination::ObjectStores;
 use spillway_pipeline::{Service, ServiceConfig};
 use spillway_wal::{Wal, WalOptions};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Args)]
@@ -61,8 +63,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         next_lsn = recovery.next_lsn,
         "write-ahead log recovered"
     );
-    let service =
-        Service::open(ServiceConfig { region, account_id, streams_dir: data_dir.join("streams") }, wal.clone())?;
+    let stores = Arc::new(ObjectStores::new(data_dir.join("buckets"), config.s3, config.buckets));
+    let gzip_level = config.delivery.gzip_level.unwrap_or(spillway_format::compression::DEFAULT_LEVEL).min(9);
+    let shutdown_timeout = Duration::from_secs(config.delivery.shutdown_timeout_secs.unwrap_or(10));
+    let service = Service::open(
+        ServiceConfig {
+            region,
+            account_id,
+            streams_dir: data_dir.join("streams"),
+            delivery_dir: data_dir.join("delivery"),
+            stores,
+            gzip_level,
+        },
+        wal.clone(),
+    )?;
 
     let verifier = if config.auth.credentials.is_empty() {
         tracing::warn!("no credentials configured: every request is accepted without checking its signature");
@@ -88,7 +102,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(listen = %listener.local_addr()?, data_dir = %data_dir.display(), "spillway is serving");
         let shutdown = CancellationToken::new();
         tokio::spawn(wait_for_signal(shutdown.clone()));
-        spillway_api::serve(listener, Arc::new(service), ApiConfig { verifier }, shutdown).await?;
+        service.start_delivery();
+        let served = spillway_api::serve(listener, Arc::new(service.clone()), ApiConfig { verifier }, shutdown).await;
+        // Ingest has stopped: deliver what is buffered, within the deadline; the rest stays in the WAL.
+        service.shutdown(Instant::now() + shutdown_timeout).await;
+        served?;
         anyhow::Ok(())
     });
     wal.close();

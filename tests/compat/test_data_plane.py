@@ -113,7 +113,7 @@ def test_every_acknowledged_record_is_in_the_wal(server, firehose):
     expected[lsn_of(r["RecordId"])] = ("other", 1, 1234)
 
     assert len(set(acked)) == len(acked) == 506
-    assert server.stop() == 0
+    server.kill()  # SIGKILL: no shutdown flush, so the records are still in the WAL
     assert server.wal_record_ids() == set(acked), "the WAL holds exactly the acknowledged records"
     summary, entries = entries_by_lsn(server)
     assert summary["next_lsn"] > max(expected)
@@ -133,7 +133,7 @@ def test_empty_and_largest_records_are_accepted(server, firehose):
                                   Records=[{"Data": b"B" * MAX_RECORD}, {"Data": b""}, {"Data": b"z"}])
     assert r["FailedPutCount"] == 0
     batch = r["RequestResponses"][0]["RecordId"]
-    assert server.stop() == 0
+    server.kill()  # SIGKILL: no shutdown flush, so the records are still in the WAL
     _, entries = entries_by_lsn(server)
     assert (entries[lsn_of(empty)]["records"], entries[lsn_of(empty)]["bytes"]) == (1, 0)
     assert (entries[lsn_of(largest)]["records"], entries[lsn_of(largest)]["bytes"]) == (1, MAX_RECORD)
@@ -218,7 +218,7 @@ def test_batch_total_size_limit(server, firehose):
                                   Records=[{"Data": b"m" * 1_000_000}] * 4 + [{"Data": b"m" * 194_304}])
     assert r["FailedPutCount"] == 0 and len(r["RequestResponses"]) == 5
     lsn = lsn_of(r["RequestResponses"][0]["RecordId"])
-    assert server.stop() == 0
+    server.kill()  # SIGKILL: no shutdown flush, so the records are still in the WAL
     _, entries = entries_by_lsn(server)
     assert entries[lsn]["bytes"] == MAX_BATCH and entries[lsn]["records"] == 5
     assert len(entries) == 1
@@ -249,7 +249,7 @@ def test_json_escapes_in_record_data(server, firehose):
     r = raw_request(server, "PutRecord", body)
     assert r.status == 200, r.text
     lsn = lsn_of(r.json["RecordId"])
-    assert server.stop() == 0
+    server.kill()  # SIGKILL: no shutdown flush, so the records are still in the WAL
     _, entries = entries_by_lsn(server)
     assert entries[lsn]["bytes"] == len(base64.b64decode("////AQID"))
 
@@ -350,7 +350,7 @@ def test_full_wal_throttles_puts(tmp_data):
         assert metric(text, "ThrottledRecords_total", "bystander") == len(batch)
         assert metric(text, "IncomingRecords_total", "fill") == len(acked)
 
-        assert server.stop() == 0
+        server.kill()  # SIGKILL: no shutdown flush, so the records are still in the WAL
         assert acked <= server.wal_record_ids()
 
         server = Server(tmp_data, config=SMALL_WAL).start()
@@ -359,7 +359,7 @@ def test_full_wal_throttles_puts(tmp_data):
         assert server.status()["wal"]["bytes"] <= WAL_QUOTA
         r = c.put_record_batch(DeliveryStreamName="fill", Records=batch)
         assert r["FailedPutCount"] == len(batch), "the WAL is still full after a restart"
-        assert server.stop() == 0
+        server.kill()  # SIGKILL: no shutdown flush, so the records are still in the WAL
         assert acked <= server.wal_record_ids()
         summary, _ = server.wal_inspect()
         assert summary["truncated_bytes"] == 0
@@ -425,7 +425,7 @@ def test_aws_cli(server, tmp_path):
     out = aws_cli(server, "firehose", "list-delivery-streams")
     assert out["DeliveryStreamNames"] == ["cli-stream"]
 
-    assert server.stop() == 0
+    server.kill()  # SIGKILL: no shutdown flush, so the records are still in the WAL
     _, entries = entries_by_lsn(server)
     got = [(entries[lsn_of(r["RecordId"])]["records"], entries[lsn_of(r["RecordId"])]["bytes"],
             entries[lsn_of(r["RecordId"])]["stream"]) for r in (r1, r2)]

@@ -11,7 +11,7 @@ pub mod sigv4;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -59,6 +59,9 @@ pub trait Backend: Send + Sync + 'static {
     fn metrics(&self) -> String;
     /// `GET /_spillway/status`: server and WAL state as JSON.
     fn status(&self) -> Value;
+    /// `POST /_spillway/streams/{name}/flush`: deliver every buffer of a stream now; answers when the
+    /// records committed before the call are stored.
+    fn flush(&self, stream: String) -> impl Future<Output = Result<Value, ApiError>> + Send;
 }
 
 /// API settings.
@@ -80,6 +83,7 @@ pub fn router<B: Backend>(backend: Arc<B>, config: ApiConfig) -> Router {
         .route("/", post(firehose::<B>))
         .route("/metrics", get(metrics::<B>))
         .route("/_spillway/status", get(status::<B>))
+        .route("/_spillway/streams/{name}/flush", post(flush::<B>))
         .with_state(state)
 }
 
@@ -273,6 +277,17 @@ async fn status<B: Backend>(State(state): State<Arc<AppState<B>>>) -> Response {
     let mut resp = Response::new(Body::from(state.backend.status().to_string()));
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
+}
+
+async fn flush<B: Backend>(State(state): State<Arc<AppState<B>>>, Path(name): Path<String>) -> Response {
+    match state.backend.flush(name).await {
+        Ok(v) => {
+            let mut resp = Response::new(Body::from(v.to_string()));
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp
+        }
+        Err(e) => error_response(&e),
+    }
 }
 
 #[cfg(test)]

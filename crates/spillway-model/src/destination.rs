@@ -292,9 +292,12 @@ pub fn validate_s3(m: &Map<String, Value>, path: &str, v: &mut Violations, exten
 
 pub const COMPRESSION_FORMATS: [&str; 5] = ["UNCOMPRESSED", "GZIP", "ZIP", "Snappy", "HADOOP_SNAPPY"];
 
-/// Semantic rules of a complete (merged) Extended S3 configuration, checked after shape validation.
+/// Semantic rules of a complete (merged) Extended S3 configuration, checked after shape validation:
+/// backup, format conversion, and the prefixes (parsed into a plan, so a bad expression is refused
+/// here, at create or update time).
 pub fn check_s3_rules(config: &Value) -> Result<(), ApiError> {
     let Some(m) = config.as_object() else { return Ok(()) };
+    crate::plan::S3Plan::from_config(config)?;
     if m.get("S3BackupMode").and_then(Value::as_str) == Some("Enabled") && m.get("S3BackupConfiguration").is_none() {
         return Err(ApiError::invalid_argument("S3BackupConfiguration must be specified when S3BackupMode is Enabled"));
     }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod limits;
 pub mod names;
 pub mod operation;
+pub mod plan;
 pub mod prefix;
 pub mod put;
 pub mod record_id;

@@ -96,7 +96,7 @@ pub struct StreamRecord {
 
 /// Decides whether spillway can run a stream of this type with this destination; `Err` carries the
 /// `FailureDescription.Details` of a `CREATING_FAILED` stream.
-pub type Capabilities<'a> = &'a dyn Fn(&str, &DestinationKind) -> Result<(), String>;
+pub type Capabilities<'a> = &'a dyn Fn(&str, &DestinationKind, &Value) -> Result<(), String>;
 
 fn object(input: &Value) -> Result<&Map<String, Value>, ApiError> {
     input.as_object().ok_or_else(|| ApiError::serialization("request body must be a JSON object"))
@@ -281,7 +281,7 @@ pub fn create(input: &Value, id: u64, ctx: Ctx<'_>, supports: Capabilities<'_>) 
             .filter(|c| !c.is_null())
             .map(|c| SourceConfig { member: "DirectPutSourceConfiguration".into(), config: c.clone() }),
     };
-    let (status, failure) = match supports(stream_type, kind) {
+    let (status, failure) = match supports(stream_type, kind, config) {
         Ok(()) => (status::ACTIVE, None),
         Err(details) => (status::CREATING_FAILED, Some(json!({"Type": "UNKNOWN_ERROR", "Details": details}))),
     };
@@ -479,10 +479,11 @@ impl StreamRecord {
             let mut v = Violations::new();
             destination::validate_create(kind, &config, &destination::camel(kind.update), &mut v)?;
             v.into_result()?;
-            supports(&self.stream_type, kind).map_err(ApiError::invalid_argument)?;
             (kind.create, config)
         };
-        if destination::by_create(new_member).is_some_and(DestinationKind::is_s3) {
+        let new_kind = destination::by_create(new_member).unwrap_or(kind);
+        supports(&self.stream_type, new_kind, &new_config).map_err(ApiError::invalid_argument)?;
+        if new_kind.is_s3() {
             destination::check_s3_rules(&new_config)?;
             let was_backup = self.destination.get("S3BackupMode").and_then(Value::as_str) == Some("Enabled");
             let is_backup = new_config.get("S3BackupMode").and_then(Value::as_str) == Some("Enabled");
@@ -668,7 +669,7 @@ mod tests {
         Ctx { region: "us-east-1", account_id: "123456789012", now: 1_700_000_000.5 }
     }
 
-    fn s3_only(_: &str, kind: &DestinationKind) -> Result<(), String> {
+    fn s3_only(_: &str, kind: &DestinationKind, _: &Value) -> Result<(), String> {
         if kind.is_s3() { Ok(()) } else { Err(format!("cannot deliver to {} yet", kind.label)) }
     }
 

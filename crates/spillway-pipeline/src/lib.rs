@@ -7,5 +7,7 @@
 pub mod metrics;
 pub mod registry;
 pub mod service;
+pub mod state;
+pub mod supervisor;
 
 pub use service::{Service, ServiceConfig, capabilities};

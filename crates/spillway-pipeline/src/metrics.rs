@@ -8,8 +8,10 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -24,9 +26,83 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.25, 2.0, 16))
 }
 
+/// Delivery metric families of one destination lane (`DeliveryToS3`, `BackupToS3`).
+pub struct DeliveryFamilies {
+    bytes: Family<StreamLabel, Counter>,
+    records: Family<StreamLabel, Counter>,
+    object_count: Family<StreamLabel, Counter>,
+    put_requests: Family<StreamLabel, Counter>,
+    success: Family<StreamLabel, Counter>,
+    failures: Family<StreamLabel, Counter>,
+    data_freshness: Family<StreamLabel, Gauge<f64, AtomicU64>>,
+}
+
+/// One stream's delivery handles for one lane.
+#[derive(Clone)]
+pub struct DeliveryMetrics {
+    /// `.Bytes`: record bytes delivered (before compression, as Firehose counts).
+    pub bytes: Counter,
+    /// `.Records`: records delivered.
+    pub records: Counter,
+    /// `.ObjectCount`: objects written.
+    pub object_count: Counter,
+    /// PUT calls, retries included.
+    pub put_requests: Counter,
+    /// `.Success` numerator: successful PUTs (the ratio is `Success / (Success + Failures)`).
+    pub success: Counter,
+    /// Failed PUT attempts.
+    pub failures: Counter,
+    /// `.DataFreshness`: age in seconds of the oldest record not yet delivered.
+    pub data_freshness: Gauge<f64, AtomicU64>,
+}
+
+impl DeliveryFamilies {
+    fn register(registry: &mut Registry, name: &str) -> Self {
+        let mut counter = |suffix: &str, help: &str| {
+            let f = Family::<StreamLabel, Counter>::default();
+            registry.register(format!("{name}_{suffix}"), help.to_string(), f.clone());
+            f
+        };
+        let bytes = counter("Bytes", "Record bytes delivered, before compression");
+        let records = counter("Records", "Records delivered");
+        let object_count = counter("ObjectCount", "Objects written");
+        let put_requests = counter("PutRequests", "PUT calls, retries included");
+        let success = counter("Success", "Successful PUT calls");
+        let failures = counter("Failures", "Failed PUT calls");
+        let data_freshness = Family::<StreamLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            format!("{name}_DataFreshness"),
+            "Age in seconds of the oldest record not yet delivered",
+            data_freshness.clone(),
+        );
+        Self { bytes, records, object_count, put_requests, success, failures, data_freshness }
+    }
+
+    fn stream(&self, l: &StreamLabel) -> DeliveryMetrics {
+        DeliveryMetrics {
+            bytes: self.bytes.get_or_create(l).clone(),
+            records: self.records.get_or_create(l).clone(),
+            object_count: self.object_count.get_or_create(l).clone(),
+            put_requests: self.put_requests.get_or_create(l).clone(),
+            success: self.success.get_or_create(l).clone(),
+            failures: self.failures.get_or_create(l).clone(),
+            data_freshness: self.data_freshness.get_or_create(l).clone(),
+        }
+    }
+
+    fn remove(&self, l: &StreamLabel) {
+        for f in [&self.bytes, &self.records, &self.object_count, &self.put_requests, &self.success, &self.failures] {
+            f.remove(l);
+        }
+        self.data_freshness.remove(l);
+    }
+}
+
 /// All metric families.
 pub struct Metrics {
     registry: Registry,
+    delivery_to_s3: DeliveryFamilies,
+    backup_to_s3: DeliveryFamilies,
     incoming_records: Family<StreamLabel, Counter>,
     incoming_bytes: Family<StreamLabel, Counter>,
     incoming_put_requests: Family<StreamLabel, Counter>,
@@ -107,8 +183,12 @@ impl Metrics {
             "PutRecordBatch latency in milliseconds",
             put_record_batch_latency.clone(),
         );
+        let delivery_to_s3 = DeliveryFamilies::register(&mut registry, "DeliveryToS3");
+        let backup_to_s3 = DeliveryFamilies::register(&mut registry, "BackupToS3");
         Self {
             registry,
+            delivery_to_s3,
+            backup_to_s3,
             incoming_records,
             incoming_bytes,
             incoming_put_requests,
@@ -141,9 +221,17 @@ impl Metrics {
         }
     }
 
+    /// Delivery handles of a stream: (`DeliveryToS3`, `BackupToS3`).
+    pub fn delivery(&self, name: &str) -> (DeliveryMetrics, DeliveryMetrics) {
+        let l = StreamLabel { delivery_stream: name.to_string() };
+        (self.delivery_to_s3.stream(&l), self.backup_to_s3.stream(&l))
+    }
+
     /// Drops the series of a deleted stream.
     pub fn remove_stream(&self, name: &str) {
         let l = StreamLabel { delivery_stream: name.to_string() };
+        self.delivery_to_s3.remove(&l);
+        self.backup_to_s3.remove(&l);
         for f in [
             &self.incoming_records,
             &self.incoming_bytes,

@@ -114,7 +114,7 @@ mod tests {
     fn record(name: &str) -> StreamRecord {
         let input = json!({"DeliveryStreamName": name, "ExtendedS3DestinationConfiguration":
             {"RoleARN": "arn:aws:iam::123456789012:role/r", "BucketARN": "arn:aws:s3:::b"}});
-        create(&input, 9, Ctx { region: "us-east-1", account_id: "123456789012", now: 1.0 }, &|_, _| Ok(())).unwrap()
+        create(&input, 9, Ctx { region: "us-east-1", account_id: "123456789012", now: 1.0 }, &|_, _, _| Ok(())).unwrap()
     }
 
     #[test]

@@ -10,30 +10,44 @@
 
 use crate::metrics::{Metrics, StreamMetrics};
 use crate::registry::{StoreError, StreamStore};
+use crate::state::StateStore;
+use crate::supervisor::{self, Command, Resources, StreamPlan, SupervisorHandle};
 use bytes::Bytes;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde_json::{Value, json};
 use spillway_api::{Backend, PutOutcome};
+use spillway_destination::ObjectStores;
 use spillway_model::destination::DestinationKind;
+use spillway_model::plan::S3Plan;
 use spillway_model::put::PutRequest;
 use spillway_model::stream::{self, Ctx, StreamRecord};
 use spillway_model::{ApiError, ErrorCode, Operation, entry};
 use spillway_wal::{AppendError, Wal};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
+
+/// How long `POST /_spillway/streams/{name}/flush` waits for delivery.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Streams per account and Region (the quota of the largest Regions, reference §7).
 pub const MAX_STREAMS: usize = 5_000;
 
-/// Identity used in ARNs and messages.
-#[derive(Debug, Clone)]
+/// Identity used in ARNs and messages, and where things are kept.
+#[derive(Clone)]
 pub struct ServiceConfig {
     pub region: String,
     pub account_id: String,
     /// `<data-dir>/streams`
     pub streams_dir: PathBuf,
+    /// `<data-dir>/delivery`
+    pub delivery_dir: PathBuf,
+    /// Buckets: local folders under `<data-dir>/buckets` or S3-compatible stores.
+    pub stores: Arc<ObjectStores>,
+    /// Deflate level of GZIP and ZIP objects.
+    pub gzip_level: u32,
 }
 
 /// One live delivery stream.
@@ -44,6 +58,8 @@ pub struct Stream {
 
 struct Inner {
     config: ServiceConfig,
+    state_store: StateStore,
+    supervisors: Mutex<HashMap<String, SupervisorHandle>>,
     wal: Wal,
     store: StreamStore,
     metrics: Metrics,
@@ -61,6 +77,8 @@ pub struct Service {
 pub enum ServiceError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("delivery state folder: {0}")]
+    DeliveryState(#[from] std::io::Error),
 }
 
 fn now_secs() -> f64 {
@@ -71,8 +89,11 @@ fn now_millis() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// What this build can run: DirectPut streams delivering to S3 / Extended S3.
-pub fn capabilities(stream_type: &str, kind: &DestinationKind) -> Result<(), String> {
+/// What this build can run: DirectPut streams delivering to S3 / Extended S3, without data
+/// transformation, dynamic partitioning or record format conversion (yet). Anything else is
+/// refused honestly (CREATING_FAILED, or InvalidArgumentException on update) rather than
+/// delivered differently from what the configuration asks.
+pub fn capabilities(stream_type: &str, kind: &DestinationKind, config: &Value) -> Result<(), String> {
     if stream_type != "DirectPut" {
         return Err(format!(
             "spillway cannot read from {stream_type} sources yet; only DirectPut streams are supported"
@@ -83,6 +104,16 @@ pub fn capabilities(stream_type: &str, kind: &DestinationKind) -> Result<(), Str
             "spillway cannot deliver to {} destinations yet; only S3 and Extended S3 destinations are supported",
             kind.label
         ));
+    }
+    let plan = S3Plan::from_config(config).map_err(|e| e.message)?;
+    if plan.processing {
+        return Err("spillway cannot run data transformation (ProcessingConfiguration) yet".into());
+    }
+    if plan.dynamic_partitioning {
+        return Err("spillway cannot do dynamic partitioning yet".into());
+    }
+    if plan.format_conversion {
+        return Err("spillway cannot do record format conversion (DataFormatConversionConfiguration) yet".into());
     }
     Ok(())
 }
@@ -108,8 +139,11 @@ impl Service {
                 tracing::warn!(error = %e, tag, "cannot retire the WAL tag of a deleted stream");
             }
         }
+        let state_store = StateStore::new(&config.delivery_dir)?;
         Ok(Self {
             inner: Arc::new(Inner {
+                state_store,
+                supervisors: Mutex::new(HashMap::new()),
                 config,
                 wal,
                 store,
@@ -122,6 +156,97 @@ impl Service {
 
     pub fn wal(&self) -> &Wal {
         &self.inner.wal
+    }
+
+    fn resources(&self) -> Resources {
+        Resources {
+            wal: self.inner.wal.clone(),
+            stores: Arc::clone(&self.inner.config.stores),
+            state_store: self.inner.state_store.clone(),
+            gzip_level: self.inner.config.gzip_level,
+        }
+    }
+
+    fn stream_plan(record: &StreamRecord) -> Option<Arc<StreamPlan>> {
+        if !record.is_active() || !record.kind().is_s3() {
+            return None;
+        }
+        match S3Plan::from_config(&record.destination) {
+            Ok(s3) => Some(Arc::new(StreamPlan {
+                name: record.name.clone(),
+                id: record.id,
+                version_id: record.version_id,
+                s3,
+            })),
+            Err(e) => {
+                tracing::error!(stream = %record.name, error = %e, "stored configuration has no delivery plan");
+                None
+            }
+        }
+    }
+
+    /// Starts delivery for a stream if it is ACTIVE (must run inside the runtime).
+    fn start_supervisor(&self, record: &StreamRecord) {
+        let Some(plan) = Self::stream_plan(record) else { return };
+        let metrics = self.inner.metrics.delivery(&record.name);
+        let handle = supervisor::spawn(plan, self.resources(), metrics);
+        self.inner.supervisors.lock().insert(record.name.clone(), handle);
+    }
+
+    /// Starts the supervisors of every ACTIVE stream (call once, inside the runtime).
+    pub fn start_delivery(&self) {
+        let records: Vec<StreamRecord> = self.inner.streams.read().values().map(|s| s.record.read().clone()).collect();
+        for r in &records {
+            self.start_supervisor(r);
+        }
+    }
+
+    /// Graceful shutdown: every supervisor delivers what it buffers until `deadline`; the rest stays
+    /// in the WAL for the next start.
+    pub async fn shutdown(&self, deadline: Instant) {
+        let handles: Vec<(String, SupervisorHandle)> = self.inner.supervisors.lock().drain().collect();
+        let mut waits = Vec::new();
+        for (name, h) in handles {
+            let (tx, rx) = oneshot::channel();
+            if h.tx.send(Command::Stop { deadline: Some(deadline), reply: tx }).await.is_ok() {
+                waits.push((name, rx, h.task));
+            }
+        }
+        for (name, rx, task) in waits {
+            let grace = deadline + Duration::from_secs(2);
+            if tokio::time::timeout_at(grace.into(), rx).await.is_err() {
+                tracing::warn!(stream = %name, "supervisor did not stop in time");
+                task.abort();
+            }
+        }
+    }
+
+    /// `POST /_spillway/streams/{name}/flush`.
+    pub async fn flush_stream(&self, name: &str) -> Result<Value, ApiError> {
+        let s = self.get(name)?;
+        let tx = self.inner.supervisors.lock().get(name).map(|h| h.tx.clone());
+        let Some(tx) = tx else {
+            let r = s.record.read();
+            return Err(ApiError::invalid_argument(format!(
+                "Firehose {} is in status {} and has nothing to deliver.",
+                r.name, r.status
+            )));
+        };
+        let (reply, rx) = oneshot::channel();
+        let upto = self.inner.wal.next_lsn();
+        tx.send(Command::Flush { upto, reply }).await.map_err(|_| ApiError::internal())?;
+        match tokio::time::timeout(FLUSH_TIMEOUT, rx).await {
+            Ok(Ok(report)) => Ok(serde_json::to_value(report).unwrap_or_default()),
+            Ok(Err(_)) => Err(ApiError::internal()),
+            Err(_) => {
+                let failure = self.failure_of(name).unwrap_or_else(|| "delivery is slow".into());
+                Err(ApiError::new(ErrorCode::ServiceUnavailable, format!("flush did not finish in time: {failure}")))
+            }
+        }
+    }
+
+    fn failure_of(&self, name: &str) -> Option<String> {
+        self.inner.supervisors.lock().get(name).and_then(|h| h.runtime.failure.lock().clone())
     }
 
     /// Names and WAL tags of every stream.
@@ -179,7 +304,13 @@ impl Service {
                 let name = stream::stream_name(input)?;
                 let s = self.get(name)?;
                 let start = input.get("ExclusiveStartDestinationId").and_then(Value::as_str);
-                Ok(json!({"DeliveryStreamDescription": s.record.read().describe(start)}))
+                let mut d = s.record.read().describe(start);
+                // A failing destination does not change the status (as with Firehose), but says why.
+                if let (Some(failure), Some(obj)) = (self.failure_of(name), d.as_object_mut()) {
+                    obj.entry("FailureDescription")
+                        .or_insert_with(|| json!({"Type": "UNKNOWN_ERROR", "Details": failure}));
+                }
+                Ok(json!({"DeliveryStreamDescription": d}))
             }
             Operation::ListDeliveryStreams => {
                 let streams = self.inner.streams.read();
@@ -194,7 +325,19 @@ impl Service {
             }
             Operation::UpdateDestination => {
                 let ctx = self.ctx();
-                self.mutate(input, |r| r.update_destination(input, ctx, &capabilities)).map(|_| json!({}))
+                let changed = self.mutate(input, |r| r.update_destination(input, ctx, &capabilities))?;
+                if changed {
+                    let name = stream::stream_name(input)?;
+                    let record = self.get(name)?.record.read().clone();
+                    let tx = self.inner.supervisors.lock().get(name).map(|h| h.tx.clone());
+                    if let (Some(plan), Some(tx)) = (Self::stream_plan(&record), tx) {
+                        // This runs on a blocking thread; wait for room rather than lose the update.
+                        if let Err(e) = tx.blocking_send(Command::Update(plan)) {
+                            tracing::warn!(stream = name, error = %e, "supervisor is gone; update not applied");
+                        }
+                    }
+                }
+                Ok(json!({}))
             }
             Operation::TagDeliveryStream => self.mutate(input, |r| r.tag(input)).map(|_| json!({})),
             Operation::UntagDeliveryStream => self.mutate(input, |r| r.untag(input)).map(|_| json!({})),
@@ -233,6 +376,7 @@ impl Service {
         }
         self.persist(&record)?;
         tracing::info!(stream = %record.name, status = %record.status, id = record.id, "delivery stream created");
+        self.start_supervisor(&record);
         let arn = record.arn.clone();
         let m = self.inner.metrics.stream(&record.name);
         streams.insert(record.name.clone(), Arc::new(Stream { record: RwLock::new(record), metrics: m }));
@@ -250,6 +394,15 @@ impl Service {
         })?;
         streams.remove(name);
         drop(streams);
+        if let Some(h) = self.inner.supervisors.lock().remove(name) {
+            let (tx, _rx) = oneshot::channel();
+            // Buffered records of a deleted stream are discarded, as Firehose does.
+            let _ = h.tx.try_send(Command::Stop { deadline: None, reply: tx });
+            h.task.abort();
+        }
+        if let Err(e) = self.inner.state_store.remove(id) {
+            tracing::warn!(error = %e, stream = name, "cannot remove the delivery state");
+        }
         // Its records are discarded, as the real service does with buffered data of a deleted stream.
         if let Err(e) = self.inner.wal.retire(id) {
             tracing::warn!(error = %e, stream = name, "cannot retire the stream's WAL tag; its segments are kept");
@@ -326,6 +479,10 @@ impl Backend for Service {
 
     fn metrics(&self) -> String {
         self.inner.metrics.render()
+    }
+
+    async fn flush(&self, stream: String) -> Result<Value, ApiError> {
+        self.flush_stream(&stream).await
     }
 
     fn status(&self) -> Value {
