@@ -49,11 +49,11 @@ pub struct IngestArgs {
     data_dir: Option<PathBuf>,
 }
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-struct Spawned {
+pub(crate) struct Spawned {
     child: Child,
-    data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
     remove_dir: bool,
 }
 
@@ -73,23 +73,50 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 fn spawn_server(args: &IngestArgs) -> anyhow::Result<(String, Spawned)> {
-    let port = free_port()?;
     let (data_dir, remove_dir) = match &args.data_dir {
         Some(d) => (d.clone(), false),
         None => (std::env::temp_dir().join(format!("spillway-bench-{}", std::process::id())), true),
     };
+    spawn_server_at(data_dir, remove_dir, None)
+}
+
+/// Starts `spillway serve` (this binary) on a free port with `data_dir` and an optional
+/// configuration text.
+pub(crate) fn spawn_server_at(
+    data_dir: PathBuf,
+    remove_dir: bool,
+    config: Option<&str>,
+) -> anyhow::Result<(String, Spawned)> {
+    let port = free_port()?;
+    std::fs::create_dir_all(&data_dir)?;
     let exe = std::env::current_exe().context("cannot find the spillway binary")?;
-    let child = Command::new(exe)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(&data_dir)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .spawn()
-        .context("cannot start the server")?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"]).arg(&data_dir);
+    if let Some(text) = config {
+        let path = data_dir.join("bench-spillway.toml");
+        std::fs::write(&path, text)?;
+        cmd.arg("--config").arg(path);
+    }
+    let child = cmd.env("RUST_LOG", "warn").stdin(Stdio::null()).spawn().context("cannot start the server")?;
     Ok((format!("http://127.0.0.1:{port}"), Spawned { child, data_dir, remove_dir }))
 }
 
-async fn call(client: &HttpClient, endpoint: &str, target: &str, body: Bytes) -> anyhow::Result<(u16, Bytes)> {
+impl Spawned {
+    /// SIGKILL, keeping the data directory.
+    pub(crate) fn kill_keep(mut self) -> PathBuf {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.remove_dir = false;
+        self.data_dir.clone()
+    }
+}
+
+pub(crate) async fn call(
+    client: &HttpClient,
+    endpoint: &str,
+    target: &str,
+    body: Bytes,
+) -> anyhow::Result<(u16, Bytes)> {
     let req = http::Request::post(endpoint)
         .header("content-type", "application/x-amz-json-1.1")
         .header("x-amz-target", format!("Firehose_20150804.{target}"))
@@ -100,7 +127,7 @@ async fn call(client: &HttpClient, endpoint: &str, target: &str, body: Bytes) ->
     Ok((status, body))
 }
 
-fn sample_body(stream: &str, records: usize, record_bytes: usize) -> Bytes {
+pub(crate) fn sample_body(stream: &str, records: usize, record_bytes: usize) -> Bytes {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut out = format!("{{\"DeliveryStreamName\":\"{stream}\",\"Records\":[");
     for i in 0..records {
@@ -127,20 +154,26 @@ fn sample_body(stream: &str, records: usize, record_bytes: usize) -> Bytes {
     Bytes::from(out)
 }
 
-fn peak_rss_kib(pid: u64) -> Option<u64> {
+pub(crate) fn peak_rss_kib(pid: u64) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-struct Worker {
+pub(crate) struct Worker {
     latencies_us: Vec<u32>,
-    requests: u64,
-    failed_records: u64,
-    errors: u64,
+    pub(crate) requests: u64,
+    pub(crate) failed_records: u64,
+    pub(crate) errors: u64,
 }
 
-async fn worker(client: HttpClient, endpoint: String, body: Bytes, warm_until: Instant, until: Instant) -> Worker {
+pub(crate) async fn worker(
+    client: HttpClient,
+    endpoint: String,
+    body: Bytes,
+    warm_until: Instant,
+    until: Instant,
+) -> Worker {
     let mut w = Worker { latencies_us: Vec::with_capacity(1 << 16), requests: 0, failed_records: 0, errors: 0 };
     loop {
         let start = Instant::now();

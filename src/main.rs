@@ -3,6 +3,7 @@
 //! Domain logic lives in the library crates; this file only parses arguments and hands over.
 
 mod bench;
+mod bench_delivery;
 mod config;
 mod inspect;
 mod serve;
@@ -54,6 +55,8 @@ enum WalCommand {
 enum BenchCommand {
     /// Drive PutRecordBatch over HTTP/1.1 keep-alive and report throughput and latency.
     Ingest(bench::IngestArgs),
+    /// End-to-end delivery to the embedded store: throughput, freshness, backlog drain.
+    Delivery(bench_delivery::DeliveryArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -70,5 +73,6 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args),
         Command::Wal { command: WalCommand::Inspect { data_dir, record_ids } } => inspect::run(&data_dir, record_ids),
         Command::Bench { command: BenchCommand::Ingest(args) } => bench::ingest(args),
+        Command::Bench { command: BenchCommand::Delivery(args) } => bench_delivery::delivery(args),
     }
 }

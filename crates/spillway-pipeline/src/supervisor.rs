@@ -39,6 +39,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Bytes read from the WAL per step before buffers are checked.
 const READ_STEP_BYTES: usize = 8 << 20;
+/// How often DataFreshness is refreshed while records wait.
+const FRESHNESS_TICK: Duration = Duration::from_secs(1);
 /// Retry backoff: doubles from the first value up to the cap.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(10);
@@ -259,6 +261,8 @@ impl Supervisor {
                 },
                 _ = committed.changed() => {}
                 _ = sleep_until_ms(deadline) => {}
+                // DataFreshness grows while records wait: refresh it every second.
+                _ = tokio::time::sleep(FRESHNESS_TICK), if self.lanes.iter().any(|l| !l.entries.is_empty()) => {}
             }
         }
     }
@@ -331,6 +335,15 @@ impl Supervisor {
     async fn read_some(&mut self) -> bool {
         let Some(mut reader) = self.reader.take() else { return true };
         let tag = self.plan.id;
+        // Read no more than the fullest lane can still take, so an object is at most one buffer size
+        // plus one entry (the rest of a backlog stays in the WAL).
+        let room = (0..self.lanes.len())
+            .filter_map(|i| {
+                lane_plan(&self.plan, self.lanes[i].name).map(|p| p.buffer_bytes.saturating_sub(self.lanes[i].bytes))
+            })
+            .min()
+            .unwrap_or(READ_STEP_BYTES)
+            .clamp(1, READ_STEP_BYTES);
         let (reader, batch, caught_up, error) = blocking(move || {
             let mut batch = Vec::new();
             let mut bytes = 0usize;
@@ -345,7 +358,7 @@ impl Supervisor {
                     Some(Ok(entry)) if entry.tag == tag => {
                         bytes += entry.payload.len();
                         batch.push(entry);
-                        if bytes >= READ_STEP_BYTES {
+                        if bytes >= room {
                             break false;
                         }
                     }
