@@ -138,8 +138,14 @@ pub(crate) fn sample_body(stream: &str, records: usize, record_bytes: usize) -> 
             20.0 + (i % 17) as f64 * 0.37,
             40.0 + (i % 23) as f64
         );
+        // Pseudo-random hex padding (like ids and hashes in real events), so compression sees
+        // realistic, not trivially repetitive, data.
+        let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         while rec.len() + 3 < record_bytes {
-            rec.push('x');
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            rec.push(char::from(b"0123456789abcdef"[(x & 15) as usize]));
         }
         rec.push_str("\"}\n");
         rec.truncate(record_bytes.max(1));

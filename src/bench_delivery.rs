@@ -261,7 +261,7 @@ async fn backlog(args: &DeliveryArgs) -> anyhow::Result<()> {
     let target = (args.backlog_mib * 1048576 / args.record_bytes) as u64;
     let mut records = 0u64;
     while records < target {
-        records += load(&c, &endpoint, args, Instant::now() + Duration::from_secs(2)).await?;
+        records += load(&c, &endpoint, args, Instant::now() + Duration::from_millis(200)).await?;
     }
     let dir = server.kill_keep();
     println!("backlog: {records} records, {:.0} MiB", records as f64 * args.record_bytes as f64 / 1048576.0);
@@ -273,6 +273,9 @@ async fn backlog(args: &DeliveryArgs) -> anyhow::Result<()> {
     let status = wait_ready(&c, &endpoint).await?;
     let pid = status["pid"].as_u64().context("no pid")?;
     loop {
+        // Full buffers drain by themselves; the flush delivers the last, partial one (which would
+        // otherwise wait for its interval) and returns when the backlog read before it is stored.
+        let _ = flush(&c, &endpoint).await;
         let delivered = metric(&c, &endpoint, "DeliveryToS3_Records_total").await? as u64;
         if delivered >= records {
             break;
