@@ -4,6 +4,7 @@
 //! It implements the API's `Backend` port and owns the WAL handle; it never touches file formats
 //! (spillway-format) or destinations' wire protocols (spillway-destination) directly.
 
+mod fsutil;
 pub mod metrics;
 pub mod registry;
 pub mod service;

@@ -5,10 +5,11 @@
 //! `<name>.json.tmp`, fsyncs it, renames it over `<name>.json` and fsyncs the directory. A deletion
 //! removes the file and fsyncs the directory before the caller forgets the stream.
 
+use crate::fsutil::{sync_dir, write_atomic};
 use serde::{Deserialize, Serialize};
 use spillway_model::stream::StreamRecord;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 const FORMAT: u32 = 1;
@@ -77,16 +78,9 @@ impl StreamStore {
     /// Saves a stream durably.
     pub fn save(&self, stream: &StreamRecord) -> Result<(), StoreError> {
         let path = self.path(&stream.name);
-        let tmp = path.with_extension("json.tmp");
         let body = serde_json::to_vec_pretty(&StreamFile { format: FORMAT, stream: stream.clone() })
             .map_err(|e| StoreError::Corrupt { path: path.clone(), reason: e.to_string() })?;
-        {
-            let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(io_err(&tmp))?;
-            f.write_all(&body).map_err(io_err(&tmp))?;
-            f.sync_all().map_err(io_err(&tmp))?;
-        }
-        fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        self.sync_dir()
+        write_atomic(&path, &body).map_err(io_err(&path))
     }
 
     /// Removes a stream durably.
@@ -101,7 +95,7 @@ impl StreamStore {
     }
 
     fn sync_dir(&self) -> Result<(), StoreError> {
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io_err(&self.dir))
+        sync_dir(&self.dir).map_err(io_err(&self.dir))
     }
 }
 

@@ -12,11 +12,12 @@
 //! Invariant: `pending.first >= delivered` and the intent's key is final (it carries the suffix time
 //! and version chosen when it was cut).
 
+use crate::fsutil::{sync_dir, write_atomic};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::io;
+use std::path::PathBuf;
 
 /// What went wrong with records that go to the error output instead of their destination.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,16 +96,8 @@ impl StateStore {
 
     /// Replaces the state durably.
     pub fn save(&self, stream_id: u64, state: &DeliveryState) -> io::Result<()> {
-        let path = self.path(stream_id);
-        let tmp = path.with_extension("json.tmp");
         let body = serde_json::to_vec(state).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        {
-            let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
-            f.write_all(&body)?;
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, &path)?;
-        sync_dir(&self.dir)
+        write_atomic(&self.path(stream_id), &body)
     }
 
     /// Forgets a deleted stream.
@@ -115,10 +108,6 @@ impl StateStore {
             Err(e) => Err(e),
         }
     }
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
