@@ -6,6 +6,7 @@
 
 mod fsutil;
 pub mod metrics;
+pub mod processors;
 pub mod registry;
 pub mod service;
 pub mod state;
