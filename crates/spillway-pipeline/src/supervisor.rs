@@ -118,6 +118,7 @@ pub fn spawn(plan: Arc<StreamPlan>, res: Resources, metrics: (DeliveryMetrics, D
         lanes: Vec::new(),
         reader: None,
         flushes: Vec::new(),
+        draining: false,
     };
     let task = tokio::spawn(sup.run());
     SupervisorHandle { tx, runtime, task }
@@ -161,6 +162,8 @@ struct Supervisor {
     lanes: Vec<Lane>,
     reader: Option<WalReader>,
     flushes: Vec<(Lsn, oneshot::Sender<FlushReport>, FlushReport)>,
+    /// Shutting down: deliver every buffer now, whatever the hints say.
+    draining: bool,
 }
 
 fn now_ms() -> i64 {
@@ -286,7 +289,7 @@ impl Supervisor {
         }
         // Caught up: buffers whose interval has passed, and requested flushes.
         let position = self.reader.as_ref().map_or(0, WalReader::position);
-        let flush_all = self.flushes.iter().any(|(upto, _, _)| position >= *upto);
+        let flush_all = self.draining || self.flushes.iter().any(|(upto, _, _)| position >= *upto);
         for i in 0..self.lanes.len() {
             if self.lanes[i].entries.is_empty() || self.pending(i).is_some() {
                 continue;
@@ -647,14 +650,9 @@ impl Supervisor {
             }
             Command::Stop { deadline: None, reply } => Err(Stopped::Now(Some(reply))),
             Command::Stop { deadline: Some(deadline), reply } => {
-                let drain = async {
-                    for i in 0..self.lanes.len() {
-                        if !self.lanes[i].entries.is_empty() && self.pending(i).is_none() {
-                            self.flush_lane(i).await?;
-                        }
-                    }
-                    Ok::<(), Stopped>(())
-                };
+                // Everything committed so far (also entries not read yet), then every buffer.
+                self.draining = true;
+                let drain = self.step();
                 if tokio::time::timeout_at(deadline.into(), drain).await.is_err() {
                     tracing::warn!(stream = %self.plan.name, "shutdown deadline reached; the rest stays in the WAL");
                 }
