@@ -1,7 +1,7 @@
 //! Record encoders, compression codecs and table schemas.
 //!
-//! Owns the byte-level shape of delivered data: JSON lines, Parquet, ORC, and the compression formats
-//! of Firehose's `CompressionFormat`. It never touches the network; destinations receive the bytes it
-//! produces. Empty until delivery lands (see issue "Delivery to S3").
+//! Owns the byte-level shape of delivered data: today the compression formats of Firehose's
+//! `CompressionFormat` ([`compression`]); record format conversion (Parquet, ORC) and table schemas
+//! come with it. It never touches the network; destinations receive the bytes it produces.
 
 pub mod compression;

@@ -249,19 +249,6 @@ impl Service {
         self.inner.supervisors.lock().get(name).and_then(|h| h.runtime.failure.lock().clone())
     }
 
-    /// Names and WAL tags of every stream.
-    pub fn stream_tags(&self) -> Vec<(String, u64)> {
-        self.inner
-            .streams
-            .read()
-            .values()
-            .map(|s| {
-                let r = s.record.read();
-                (r.name.clone(), r.id)
-            })
-            .collect()
-    }
-
     fn ctx(&self) -> Ctx<'_> {
         Ctx { region: &self.inner.config.region, account_id: &self.inner.config.account_id, now: now_secs() }
     }
@@ -440,17 +427,13 @@ impl Service {
                 Ok(PutOutcome::Throttled { encrypted })
             }
             // The stream was deleted while this request waited.
-            Err(AppendError::Retired { .. }) => Err(self.ctx().not_found(&req_name(&s))),
+            Err(AppendError::Retired { .. }) => Err(self.ctx().not_found(&s.record.read().name)),
             Err(e) => {
                 tracing::error!(error = %e, "WAL append failed");
                 Err(ApiError::internal())
             }
         }
     }
-}
-
-fn req_name(s: &Stream) -> String {
-    s.record.read().name.clone()
 }
 
 /// A fresh WAL tag: random, so that a tag is never reused, also across deletions and restarts.
