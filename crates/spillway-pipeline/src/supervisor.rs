@@ -499,11 +499,18 @@ impl Supervisor {
         let mut backoff = BACKOFF_FIRST;
         let mut attempts = 0u32;
         let mut since: Option<DateTime<Utc>> = None;
+        let mut encoded: Option<Result<Bytes, String>> = None;
         let metrics = if i == 0 { self.metrics.0.clone() } else { self.metrics.1.clone() };
         loop {
-            let body = {
-                let (intent, entries, level) = (intent.clone(), entries.clone(), self.res.gzip_level);
-                blocking(move || encode(&intent, &entries, level)).await
+            // Encoded once per intent; a retry re-sends the same bytes.
+            let body = match &encoded {
+                Some(body) => body.clone(),
+                None => {
+                    let (intent, entries, level) = (intent.clone(), entries.clone(), self.res.gzip_level);
+                    let body = blocking(move || encode(&intent, &entries, level)).await;
+                    encoded = Some(body.clone());
+                    body
+                }
             };
             let compression = Compression::from_firehose(&intent.compression).unwrap_or(Compression::Uncompressed);
             let opts = PutOptions {
@@ -559,6 +566,7 @@ impl Supervisor {
                                 ending_ms: now_ms(),
                             });
                             self.persist_intent(i, Some(intent.clone())).await;
+                            encoded = None;
                             continue;
                         }
                     }
