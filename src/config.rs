@@ -1,5 +1,5 @@
 //! `spillway.toml`: the server's own settings (listen address, data dir, identity, WAL limits,
-//! credentials). Stream definitions are not here: they are created through the API (DESIGN.md §2).
+//! credentials, stores, delivery limits, the functions behind LambdaArns). Stream definitions are not here: they are created through the API (DESIGN.md §2).
 //!
 //! Unknown keys are errors, so a typo never silently falls back to a default.
 
@@ -25,6 +25,9 @@ pub struct Config {
     pub buckets: HashMap<String, S3Config>,
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    /// Functions of Lambda processors, by LambdaArn or function name (`[functions."..."]`).
+    #[serde(default)]
+    pub functions: spillway_pipeline::processors::functions::FunctionsConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -34,6 +37,11 @@ pub struct DeliveryConfig {
     pub gzip_level: Option<u32>,
     /// How long a graceful shutdown may spend delivering buffered records, in seconds. Default 10.
     pub shutdown_timeout_secs: Option<u64>,
+    /// Active partitions per stream with dynamic partitioning. Default 500 (Firehose's default).
+    pub active_partitions_limit: Option<usize>,
+    /// Memory of one stream's partition buffers, in bytes, before the largest spill to disk.
+    /// Default 64 MiB.
+    pub partition_memory_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,6 +106,9 @@ mod tests {
             endpoint = "http://127.0.0.1:9000"
             [delivery]
             gzip_level = 1
+            active_partitions_limit = 20
+            [functions."arn:aws:lambda:us-east-1:123456789012:function:f"]
+            url = "http://127.0.0.1:9001"
             "#,
         )
         .unwrap();
@@ -107,6 +118,8 @@ mod tests {
         assert_eq!(c.s3.unwrap().endpoint.as_deref(), Some("http://127.0.0.1:8333"));
         assert_eq!(c.buckets["raw"].endpoint.as_deref(), Some("http://127.0.0.1:9000"));
         assert_eq!(c.delivery.gzip_level, Some(1));
+        assert_eq!(c.delivery.active_partitions_limit, Some(20));
+        assert_eq!(c.functions.len(), 1);
         assert!(toml::from_str::<Config>("[server]\nlisten_addr = \"x\"").is_err());
     }
 }

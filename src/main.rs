@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_delivery;
+mod bench_processing;
 mod config;
 mod inspect;
 mod serve;
@@ -57,6 +58,8 @@ enum BenchCommand {
     Ingest(bench::IngestArgs),
     /// End-to-end delivery to the embedded store: throughput, freshness, backlog drain.
     Delivery(bench_delivery::DeliveryArgs),
+    /// Transformation and dynamic partitioning: jq into many partitions, a warm Python handler.
+    Processing(bench_processing::ProcessingArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,5 +77,6 @@ fn main() -> anyhow::Result<()> {
         Command::Wal { command: WalCommand::Inspect { data_dir, record_ids } } => inspect::run(&data_dir, record_ids),
         Command::Bench { command: BenchCommand::Ingest(args) } => bench::ingest(args),
         Command::Bench { command: BenchCommand::Delivery(args) } => bench_delivery::delivery(args),
+        Command::Bench { command: BenchCommand::Processing(args) } => bench_processing::processing(args),
     }
 }

@@ -6,9 +6,10 @@ use anyhow::Context;
 use clap::Args;
 use spillway_api::{ApiConfig, sigv4};
 use spillway_destination::ObjectStores;
+use spillway_pipeline::processors::functions::FunctionRegistry;
 use spillway_pipeline::{Service, ServiceConfig};
 use spillway_wal::{Wal, WalOptions};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -66,6 +67,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let stores = Arc::new(ObjectStores::new(data_dir.join("buckets"), config.s3, config.buckets));
     let gzip_level = config.delivery.gzip_level.unwrap_or(spillway_format::compression::DEFAULT_LEVEL).min(9);
     let shutdown_timeout = Duration::from_secs(config.delivery.shutdown_timeout_secs.unwrap_or(10));
+    // Relative paths in `[functions]` are relative to the folder of spillway.toml.
+    let config_dir =
+        args.config.as_deref().and_then(|p| p.parent()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let functions = Arc::new(
+        FunctionRegistry::new(config.functions, &config_dir).context("invalid [functions] in the configuration")?,
+    );
     let service = Service::open(
         ServiceConfig {
             region,
@@ -74,6 +81,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             delivery_dir: data_dir.join("delivery"),
             stores,
             gzip_level,
+            functions: Arc::clone(&functions),
+            spill_dir: data_dir.join("spill"),
+            active_partitions_limit: config
+                .delivery
+                .active_partitions_limit
+                .unwrap_or(spillway_pipeline::service::DEFAULT_ACTIVE_PARTITIONS_LIMIT),
+            partition_memory_bytes: config
+                .delivery
+                .partition_memory_bytes
+                .unwrap_or(spillway_pipeline::service::DEFAULT_PARTITION_MEMORY_BYTES),
         },
         wal.clone(),
     )?;
@@ -106,6 +123,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let served = spillway_api::serve(listener, Arc::new(service.clone()), ApiConfig { verifier }, shutdown).await;
         // Ingest has stopped: deliver what is buffered, within the deadline; the rest stays in the WAL.
         service.shutdown(Instant::now() + shutdown_timeout).await;
+        functions.shutdown().await;
         served?;
         anyhow::Ok(())
     });

@@ -39,6 +39,9 @@ pub struct S3Plan {
     pub processing: bool,
     /// `DataFormatConversionConfiguration` applies (present and not `Enabled: false`).
     pub format_conversion: bool,
+    /// `RetryOptions.DurationInSeconds` of dynamic partitioning (default 300): how long an object
+    /// of a partition is retried before its records go to the error output.
+    pub retry_duration_secs: Option<u64>,
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -90,7 +93,15 @@ impl S3Plan {
             (Some("Enabled"), Some(b)) => Some(lane(b, false, false)?),
             _ => None,
         };
-        Ok(S3Plan { main, backup, dynamic_partitioning, processing, format_conversion })
+        let retry_duration_secs = dynamic_partitioning.then(|| {
+            config
+                .get("DynamicPartitioningConfiguration")
+                .and_then(|d| d.get("RetryOptions"))
+                .and_then(|r| r.get("DurationInSeconds"))
+                .and_then(Value::as_u64)
+                .unwrap_or(300)
+        });
+        Ok(S3Plan { main, backup, dynamic_partitioning, processing, format_conversion, retry_duration_secs })
     }
 }
 

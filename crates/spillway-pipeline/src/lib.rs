@@ -6,6 +6,8 @@
 
 mod fsutil;
 pub mod metrics;
+pub mod partition;
+pub mod processing;
 pub mod processors;
 pub mod registry;
 pub mod service;

@@ -98,11 +98,144 @@ impl DeliveryFamilies {
     }
 }
 
+/// Processing and dynamic-partitioning metric families.
+pub struct ProcessingFamilies {
+    execute_duration: Histograms,
+    execute_success: Family<StreamLabel, Gauge<f64, AtomicU64>>,
+    invocations: Family<StreamLabel, Counter>,
+    invocation_failures: Family<StreamLabel, Counter>,
+    succeed_records: Family<StreamLabel, Counter>,
+    succeed_bytes: Family<StreamLabel, Counter>,
+    failed_records: Family<StreamLabel, Counter>,
+    partition_count: Family<StreamLabel, Gauge>,
+    partition_count_exceeded: Family<StreamLabel, Gauge>,
+    active_partitions_limit: Family<StreamLabel, Gauge>,
+    jq_duration: Histograms,
+}
+
+/// One stream's processing handles.
+#[derive(Clone)]
+pub struct ProcessingMetrics {
+    /// `ExecuteProcessing.Duration`: milliseconds per Lambda invocation (retries included).
+    pub execute_duration: Histogram,
+    /// `ExecuteProcessing.Success`: successful invocations / all invocations, since start.
+    pub execute_success: Gauge<f64, AtomicU64>,
+    pub invocations: Counter,
+    pub invocation_failures: Counter,
+    /// `SucceedProcessing.Records` / `.Bytes`: records the function returned `Ok`.
+    pub succeed_records: Counter,
+    pub succeed_bytes: Counter,
+    /// Records sent to the error output by processing or partitioning.
+    pub failed_records: Counter,
+    /// `PartitionCount`: active partitions.
+    pub partition_count: Gauge,
+    /// `PartitionCountExceeded`: 1 while records are refused for the active-partition limit.
+    pub partition_count_exceeded: Gauge,
+    pub active_partitions_limit: Gauge,
+    /// `JQProcessing.Duration`: milliseconds of jq per processed batch.
+    pub jq_duration: Histogram,
+}
+
+impl ProcessingMetrics {
+    /// Records one invocation.
+    pub fn invocation(&self, duration: Duration, success: bool) {
+        self.execute_duration.observe(duration.as_secs_f64() * 1000.0);
+        self.invocations.inc();
+        if !success {
+            self.invocation_failures.inc();
+        }
+        let total = self.invocations.get() as f64;
+        self.execute_success.set((total - self.invocation_failures.get() as f64) / total);
+    }
+}
+
+impl ProcessingFamilies {
+    fn register(registry: &mut Registry) -> Self {
+        let execute_duration: Histograms = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "ExecuteProcessing_Duration",
+            "Milliseconds per Lambda invocation, retries included",
+            execute_duration.clone(),
+        );
+        let execute_success = Family::<StreamLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "ExecuteProcessing_Success",
+            "Successful Lambda invocations over all invocations",
+            execute_success.clone(),
+        );
+        let mut counter = |name: &str, help: &str| {
+            let f = Family::<StreamLabel, Counter>::default();
+            registry.register(name, help, f.clone());
+            f
+        };
+        let invocations = counter("ExecuteProcessing_Invocations", "Lambda invocations");
+        let invocation_failures = counter("ExecuteProcessing_Failures", "Lambda invocations that failed");
+        let succeed_records = counter("SucceedProcessing_Records", "Records the function returned Ok");
+        let succeed_bytes = counter("SucceedProcessing_Bytes", "Bytes of the records the function returned Ok");
+        let failed_records =
+            counter("FailedProcessing_Records", "Records sent to the error output by processing or partitioning");
+        let mut gauge = |name: &str, help: &str| {
+            let f = Family::<StreamLabel, Gauge>::default();
+            registry.register(name, help, f.clone());
+            f
+        };
+        let partition_count = gauge("PartitionCount", "Active partitions");
+        let partition_count_exceeded =
+            gauge("PartitionCountExceeded", "1 while records are refused for the active-partition limit");
+        let active_partitions_limit = gauge("ActivePartitionsLimit", "Active-partition limit");
+        let jq_duration: Histograms = Family::new_with_constructor(latency_histogram);
+        registry.register("JQProcessing_Duration", "Milliseconds of jq per processed batch", jq_duration.clone());
+        Self {
+            execute_duration,
+            execute_success,
+            invocations,
+            invocation_failures,
+            succeed_records,
+            succeed_bytes,
+            failed_records,
+            partition_count,
+            partition_count_exceeded,
+            active_partitions_limit,
+            jq_duration,
+        }
+    }
+
+    fn stream(&self, l: &StreamLabel) -> ProcessingMetrics {
+        ProcessingMetrics {
+            execute_duration: self.execute_duration.get_or_create(l).clone(),
+            execute_success: self.execute_success.get_or_create(l).clone(),
+            invocations: self.invocations.get_or_create(l).clone(),
+            invocation_failures: self.invocation_failures.get_or_create(l).clone(),
+            succeed_records: self.succeed_records.get_or_create(l).clone(),
+            succeed_bytes: self.succeed_bytes.get_or_create(l).clone(),
+            failed_records: self.failed_records.get_or_create(l).clone(),
+            partition_count: self.partition_count.get_or_create(l).clone(),
+            partition_count_exceeded: self.partition_count_exceeded.get_or_create(l).clone(),
+            active_partitions_limit: self.active_partitions_limit.get_or_create(l).clone(),
+            jq_duration: self.jq_duration.get_or_create(l).clone(),
+        }
+    }
+
+    fn remove(&self, l: &StreamLabel) {
+        self.execute_duration.remove(l);
+        self.execute_success.remove(l);
+        for f in [&self.invocations, &self.invocation_failures, &self.succeed_records, &self.succeed_bytes] {
+            f.remove(l);
+        }
+        self.failed_records.remove(l);
+        for f in [&self.partition_count, &self.partition_count_exceeded, &self.active_partitions_limit] {
+            f.remove(l);
+        }
+        self.jq_duration.remove(l);
+    }
+}
+
 /// All metric families.
 pub struct Metrics {
     registry: Registry,
     delivery_to_s3: DeliveryFamilies,
     backup_to_s3: DeliveryFamilies,
+    processing: ProcessingFamilies,
     incoming_records: Family<StreamLabel, Counter>,
     incoming_bytes: Family<StreamLabel, Counter>,
     incoming_put_requests: Family<StreamLabel, Counter>,
@@ -185,10 +318,12 @@ impl Metrics {
         );
         let delivery_to_s3 = DeliveryFamilies::register(&mut registry, "DeliveryToS3");
         let backup_to_s3 = DeliveryFamilies::register(&mut registry, "BackupToS3");
+        let processing = ProcessingFamilies::register(&mut registry);
         Self {
             registry,
             delivery_to_s3,
             backup_to_s3,
+            processing,
             incoming_records,
             incoming_bytes,
             incoming_put_requests,
@@ -227,9 +362,15 @@ impl Metrics {
         (self.delivery_to_s3.stream(&l), self.backup_to_s3.stream(&l))
     }
 
+    /// Processing handles of a stream.
+    pub fn processing(&self, name: &str) -> ProcessingMetrics {
+        self.processing.stream(&StreamLabel { delivery_stream: name.to_string() })
+    }
+
     /// Drops the series of a deleted stream.
     pub fn remove_stream(&self, name: &str) {
         let l = StreamLabel { delivery_stream: name.to_string() };
+        self.processing.remove(&l);
         self.delivery_to_s3.remove(&l);
         self.backup_to_s3.remove(&l);
         for f in [

@@ -9,6 +9,8 @@
 //!   (they fsync); the put path takes only read locks.
 
 use crate::metrics::{Metrics, StreamMetrics};
+use crate::processing::ProcessingPlan;
+use crate::processors::functions::FunctionRegistry;
 use crate::registry::{StoreError, StreamStore};
 use crate::state::StateStore;
 use crate::supervisor::{self, Command, Resources, StreamPlan, SupervisorHandle};
@@ -48,7 +50,20 @@ pub struct ServiceConfig {
     pub stores: Arc<ObjectStores>,
     /// Deflate level of GZIP and ZIP objects.
     pub gzip_level: u32,
+    /// Functions of Lambda processors (`[functions]` of spillway.toml).
+    pub functions: Arc<FunctionRegistry>,
+    /// `<data-dir>/spill`: partition buffers beyond their memory budget.
+    pub spill_dir: PathBuf,
+    /// Active partitions per stream with dynamic partitioning (default 500, as Firehose).
+    pub active_partitions_limit: usize,
+    /// Memory of one stream's partition buffers before they spill to disk.
+    pub partition_memory_bytes: usize,
 }
+
+/// Firehose's default active-partition limit per stream (reference §12).
+pub const DEFAULT_ACTIVE_PARTITIONS_LIMIT: usize = 500;
+/// Default memory of one stream's partition buffers.
+pub const DEFAULT_PARTITION_MEMORY_BYTES: usize = 64 << 20;
 
 /// One live delivery stream.
 pub struct Stream {
@@ -89,11 +104,16 @@ fn now_millis() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// What this build can run: DirectPut streams delivering to S3 / Extended S3, without data
-/// transformation, dynamic partitioning or record format conversion (yet). Anything else is
-/// refused honestly (CREATING_FAILED, or InvalidArgumentException on update) rather than
-/// delivered differently from what the configuration asks.
-pub fn capabilities(stream_type: &str, kind: &DestinationKind, config: &Value) -> Result<(), String> {
+/// What this build can run: DirectPut streams delivering to S3 / Extended S3, with data
+/// transformation and dynamic partitioning, without record format conversion (yet). Anything else
+/// is refused honestly (CREATING_FAILED, or InvalidArgumentException on update) rather than
+/// delivered differently from what the configuration asks. `functions` resolves LambdaArns.
+pub fn capabilities(
+    functions: &FunctionRegistry,
+    stream_type: &str,
+    kind: &DestinationKind,
+    config: &Value,
+) -> Result<(), String> {
     if stream_type != "DirectPut" {
         return Err(format!(
             "spillway cannot read from {stream_type} sources yet; only DirectPut streams are supported"
@@ -106,14 +126,15 @@ pub fn capabilities(stream_type: &str, kind: &DestinationKind, config: &Value) -
         ));
     }
     let plan = S3Plan::from_config(config).map_err(|e| e.message)?;
-    if plan.processing {
-        return Err("spillway cannot run data transformation (ProcessingConfiguration) yet".into());
-    }
-    if plan.dynamic_partitioning {
-        return Err("spillway cannot do dynamic partitioning yet".into());
-    }
     if plan.format_conversion {
         return Err("spillway cannot do record format conversion (DataFormatConversionConfiguration) yet".into());
+    }
+    let processing = ProcessingPlan::from_config(config)?;
+    if let Some(lambda) = processing.as_ref().and_then(|p| p.lambda.as_ref()) {
+        functions.check(&lambda.lambda_arn)?;
+    }
+    if plan.dynamic_partitioning {
+        ProcessingPlan::check_partition_keys(processing.as_ref(), &plan.main.prefix)?;
     }
     Ok(())
 }
@@ -164,19 +185,33 @@ impl Service {
             stores: Arc::clone(&self.inner.config.stores),
             state_store: self.inner.state_store.clone(),
             gzip_level: self.inner.config.gzip_level,
+            functions: Arc::clone(&self.inner.config.functions),
+            spill_dir: self.inner.config.spill_dir.clone(),
+            active_partitions_limit: self.inner.config.active_partitions_limit,
+            partition_memory_bytes: self.inner.config.partition_memory_bytes,
         }
     }
 
-    fn stream_plan(record: &StreamRecord) -> Option<Arc<StreamPlan>> {
+    fn capabilities(&self, stream_type: &str, kind: &DestinationKind, config: &Value) -> Result<(), String> {
+        capabilities(&self.inner.config.functions, stream_type, kind, config)
+    }
+
+    fn stream_plan(&self, record: &StreamRecord) -> Option<Arc<StreamPlan>> {
         if !record.is_active() || !record.kind().is_s3() {
             return None;
         }
-        match S3Plan::from_config(&record.destination) {
-            Ok(s3) => Some(Arc::new(StreamPlan {
+        let plan = S3Plan::from_config(&record.destination)
+            .map_err(|e| e.message)
+            .and_then(|s3| ProcessingPlan::from_config(&record.destination).map(|p| (s3, p)));
+        match plan {
+            Ok((s3, processing)) => Some(Arc::new(StreamPlan {
                 name: record.name.clone(),
                 id: record.id,
                 version_id: record.version_id,
+                arn: self.ctx().arn(&record.name),
+                region: self.inner.config.region.clone(),
                 s3,
+                processing: processing.map(Arc::new),
             })),
             Err(e) => {
                 tracing::error!(stream = %record.name, error = %e, "stored configuration has no delivery plan");
@@ -187,9 +222,10 @@ impl Service {
 
     /// Starts delivery for a stream if it is ACTIVE (must run inside the runtime).
     fn start_supervisor(&self, record: &StreamRecord) {
-        let Some(plan) = Self::stream_plan(record) else { return };
+        let Some(plan) = self.stream_plan(record) else { return };
         let metrics = self.inner.metrics.delivery(&record.name);
-        let handle = supervisor::spawn(plan, self.resources(), metrics);
+        let processing = self.inner.metrics.processing(&record.name);
+        let handle = supervisor::spawn(plan, self.resources(), metrics, processing);
         self.inner.supervisors.lock().insert(record.name.clone(), handle);
     }
 
@@ -312,12 +348,13 @@ impl Service {
             }
             Operation::UpdateDestination => {
                 let ctx = self.ctx();
-                let changed = self.mutate(input, |r| r.update_destination(input, ctx, &capabilities))?;
+                let changed =
+                    self.mutate(input, |r| r.update_destination(input, ctx, &|t, k, c| self.capabilities(t, k, c)))?;
                 if changed {
                     let name = stream::stream_name(input)?;
                     let record = self.get(name)?.record.read().clone();
                     let tx = self.inner.supervisors.lock().get(name).map(|h| h.tx.clone());
-                    if let (Some(plan), Some(tx)) = (Self::stream_plan(&record), tx) {
+                    if let (Some(plan), Some(tx)) = (self.stream_plan(&record), tx) {
                         // This runs on a blocking thread; wait for room rather than lose the update.
                         if let Err(e) = tx.blocking_send(Command::Update(plan)) {
                             tracing::warn!(stream = name, error = %e, "supervisor is gone; update not applied");
@@ -347,7 +384,7 @@ impl Service {
     fn create(&self, input: &Value) -> Result<Value, ApiError> {
         let ctx = self.ctx();
         // Validate before taking the lock: a bad request must not wait on others.
-        let record = stream::create(input, new_stream_id(), ctx, &capabilities)?;
+        let record = stream::create(input, new_stream_id(), ctx, &|t, k, c| self.capabilities(t, k, c))?;
         let mut streams = self.inner.streams.write();
         if streams.contains_key(&record.name) {
             return Err(ApiError::in_use(format!(

@@ -45,6 +45,9 @@ pub struct Intent {
     /// Set when the records go to the error output (JSON lines) instead of as they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorOutput>,
+    /// The partition the object belongs to (streams with processing or dynamic partitioning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
 }
 
 /// Progress of one lane (`main` or `backup`).
@@ -60,6 +63,12 @@ pub struct LaneState {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryState {
     pub lanes: BTreeMap<String, LaneState>,
+    /// Streams with processing or dynamic partitioning: per partition id, the records of that
+    /// partition below `delivered` are stored (kept only while above the `main` lane's floor), and
+    /// the object being written. The `main` lane's `delivered` is then the floor below which every
+    /// record of every partition is stored.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub partitions: BTreeMap<String, LaneState>,
 }
 
 impl DeliveryState {
@@ -129,7 +138,9 @@ mod tests {
             compression: "GZIP".into(),
             kms_key_arn: None,
             error: None,
+            partition: None,
         });
+        s.partitions.entry("dp:a=1/".into()).or_default().delivered = 12;
         store.save(7, &s).unwrap();
         assert_eq!(store.load(7).unwrap(), s);
         store.remove(7).unwrap();

@@ -19,9 +19,30 @@
 //!   is dropped. Records a destination refuses for good (a key it can never hold) go to the error
 //!   output; an error object is itself retried until it is stored.
 //! - one flush at a time per stream: while a lane is writing, the stream reads nothing new.
+//!
+//! Streams with processing or dynamic partitioning have a *partitioned* main lane instead
+//! ([`Parted`]): WAL entries wait in a queue (for the Lambda processor's buffer hints, if any), the
+//! processors run over the queue ([`crate::processing`]), and each processed record goes to the
+//! buffer of its partition: `main`, the evaluated prefix of dynamic partitioning, or the error
+//! output type. A partition is cut into an object on its own size or interval hint; many due
+//! partitions are written together. Invariants of that lane:
+//! - its `delivered` position is a *floor*: every record of every partition below it is stored;
+//!   above it, a per-partition mark says which records of that partition are stored, so a replay
+//!   after a crash skips them, and a pending intent is written again, with the same key, from the
+//!   records of its range once they are processed again;
+//! - buffers hold processed records in memory up to `partition_memory_bytes` per stream, the rest
+//!   in spill files (a cache: the WAL below the floor still holds every record);
+//! - effectively-once holds for deterministic processors (built-ins, jq); a function whose output
+//!   changes between invocations can, after a crash, put a record in another partition than the
+//!   first time.
 
-use crate::metrics::DeliveryMetrics;
-use crate::state::{DeliveryState, ErrorOutput, Intent, StateStore};
+use crate::metrics::{DeliveryMetrics, ProcessingMetrics};
+use crate::partition::{PartitionBuffer, Taken, append_spill, frames};
+use crate::processing::{ACTIVE_PARTITIONS_LIMIT_EXCEEDED, FailedRecord, ProcessingPlan, Processor};
+use crate::processors::builtin::{PROCESSING_FAILED, Record};
+use crate::processors::functions::FunctionRegistry;
+use crate::processors::lambda::{FunctionBackend, Invocation, InvokeError, InvokeFuture, StreamContext};
+use crate::state::{DeliveryState, ErrorOutput, Intent, LaneState, StateStore};
 use base64::Engine;
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
@@ -32,7 +53,8 @@ use spillway_model::entry::EntryView;
 use spillway_model::plan::{ObjectLane, S3Plan};
 use spillway_model::prefix::{NoKeys, object_suffix, object_uuid};
 use spillway_wal::{Entry, Lsn, Wal, WalReader};
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
@@ -57,7 +79,19 @@ pub struct StreamPlan {
     pub name: String,
     pub id: u64,
     pub version_id: u64,
+    pub arn: String,
+    pub region: String,
     pub s3: S3Plan,
+    /// `ProcessingConfiguration` when enabled.
+    pub processing: Option<Arc<ProcessingPlan>>,
+}
+
+impl StreamPlan {
+    /// Whether the main lane processes records (processors or dynamic partitioning) instead of
+    /// delivering the WAL's records as they are.
+    pub fn partitioned(&self) -> bool {
+        self.processing.is_some() || self.s3.dynamic_partitioning
+    }
 }
 
 /// State shared between a supervisor and the control plane.
@@ -102,10 +136,23 @@ pub struct Resources {
     pub state_store: StateStore,
     /// Deflate level of GZIP and ZIP objects.
     pub gzip_level: u32,
+    /// Functions of Lambda processors.
+    pub functions: Arc<FunctionRegistry>,
+    /// Where partition buffers spill (`<data-dir>/spill`).
+    pub spill_dir: PathBuf,
+    /// Active partitions per stream with dynamic partitioning (Firehose's default: 500).
+    pub active_partitions_limit: usize,
+    /// Memory for the partition buffers of one stream; beyond it the largest buffers spill to disk.
+    pub partition_memory_bytes: usize,
 }
 
 /// Starts the supervisor of a stream.
-pub fn spawn(plan: Arc<StreamPlan>, res: Resources, metrics: (DeliveryMetrics, DeliveryMetrics)) -> SupervisorHandle {
+pub fn spawn(
+    plan: Arc<StreamPlan>,
+    res: Resources,
+    metrics: (DeliveryMetrics, DeliveryMetrics),
+    processing_metrics: ProcessingMetrics,
+) -> SupervisorHandle {
     let (tx, rx) = mpsc::channel(64);
     let runtime = Arc::new(StreamRuntime::default());
     let sup = Supervisor {
@@ -113,9 +160,11 @@ pub fn spawn(plan: Arc<StreamPlan>, res: Resources, metrics: (DeliveryMetrics, D
         res,
         runtime: Arc::clone(&runtime),
         metrics,
+        processing_metrics,
         rx,
         state: DeliveryState::default(),
         lanes: Vec::new(),
+        part: None,
         reader: None,
         flushes: Vec::new(),
         draining: false,
@@ -157,9 +206,13 @@ struct Supervisor {
     res: Resources,
     runtime: Arc<StreamRuntime>,
     metrics: (DeliveryMetrics, DeliveryMetrics),
+    processing_metrics: ProcessingMetrics,
     rx: mpsc::Receiver<Command>,
     state: DeliveryState,
+    /// Lanes that deliver the WAL's records as they are: `main` (unless partitioned) and `backup`.
     lanes: Vec<Lane>,
+    /// The main lane of a stream with processing or dynamic partitioning.
+    part: Option<Parted>,
     reader: Option<WalReader>,
     flushes: Vec<(Lsn, oneshot::Sender<FlushReport>, FlushReport)>,
     /// Shutting down: deliver every buffer now, whatever the hints say.
@@ -209,6 +262,11 @@ impl Supervisor {
             return;
         }
         let reply = self.main_loop().await;
+        if let Some(p) = &self.part {
+            // Spill files are a cache of records the WAL still holds.
+            let dir = p.spill_dir.clone();
+            blocking(move || std::fs::remove_dir_all(dir)).await.ok();
+        }
         if let Some(r) = reply {
             let _ = r.send(());
         }
@@ -227,13 +285,31 @@ impl Supervisor {
             }
             self.lanes.push(Lane { name, entries: VecDeque::new(), bytes: 0 });
         }
-        let from = self.lanes.iter().map(|l| self.state.lanes[l.name].delivered).min().unwrap_or(acked);
+        if self.plan.partitioned() {
+            let lane = self.state.lane("main");
+            if lane.delivered == 0 {
+                lane.delivered = acked;
+            }
+            // Spill files of an earlier run are stale: their records are read again from the WAL.
+            let dir = self.res.spill_dir.join(format!("{id:016x}"));
+            let d = dir.clone();
+            blocking(move || {
+                let _ = std::fs::remove_dir_all(&d);
+                std::fs::create_dir_all(&d)
+            })
+            .await?;
+            self.part = Some(Parted::new(self.build_processor(), dir));
+        }
+        let mut from = self.lanes.iter().map(|l| self.state.lanes[l.name].delivered).min().unwrap_or(acked);
+        if self.part.is_some() {
+            from = from.min(self.state.lane("main").delivered);
+        }
         self.reader = Some(self.res.wal.reader(from).map_err(std::io::Error::other)?);
         Ok(())
     }
 
     fn lane_names(&self) -> Vec<&'static str> {
-        let mut names = vec!["main"];
+        let mut names = if self.plan.partitioned() { vec![] } else { vec!["main"] };
         if self.plan.s3.backup.is_some() {
             names.push("backup");
         }
@@ -265,7 +341,7 @@ impl Supervisor {
                 _ = committed.changed() => {}
                 _ = sleep_until_ms(deadline) => {}
                 // DataFreshness grows while records wait: refresh it every second.
-                _ = tokio::time::sleep(FRESHNESS_TICK), if self.lanes.iter().any(|l| !l.entries.is_empty()) => {}
+                _ = tokio::time::sleep(FRESHNESS_TICK), if self.waiting() => {}
             }
         }
     }
@@ -275,6 +351,13 @@ impl Supervisor {
         loop {
             let caught_up = self.read_some().await;
             self.run_pending_intents().await?;
+            if self.part.is_some() {
+                if self.queue_due(false) {
+                    self.process_queue().await;
+                }
+                self.run_pending_partitions().await?;
+                self.flush_partitions(Select::Full).await?;
+            }
             // Full buffers go first, also while catching up.
             for i in 0..self.lanes.len() {
                 let full = lane_plan(&self.plan, self.lanes[i].name)
@@ -290,6 +373,14 @@ impl Supervisor {
         // Caught up: buffers whose interval has passed, and requested flushes.
         let position = self.reader.as_ref().map_or(0, WalReader::position);
         let flush_all = self.draining || self.flushes.iter().any(|(upto, _, _)| position >= *upto);
+        if self.part.is_some() {
+            if self.queue_due(flush_all) {
+                self.process_queue().await;
+                self.run_pending_partitions().await?;
+            }
+            self.flush_partitions(if flush_all { Select::All } else { Select::Due }).await?;
+            self.advance_floor().await;
+        }
         for i in 0..self.lanes.len() {
             if self.lanes[i].entries.is_empty() || self.pending(i).is_some() {
                 continue;
@@ -309,6 +400,12 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Whether records wait for delivery.
+    fn waiting(&self) -> bool {
+        self.lanes.iter().any(|l| !l.entries.is_empty())
+            || self.part.as_ref().is_some_and(|p| !p.queue.is_empty() || !p.by_age.is_empty())
+    }
+
     fn pending(&self, lane: usize) -> Option<&Intent> {
         self.state.lanes.get(self.lanes[lane].name).and_then(|s| s.pending.as_ref())
     }
@@ -321,15 +418,28 @@ impl Supervisor {
     }
 
     fn next_deadline(&self) -> Option<i64> {
-        (0..self.lanes.len()).filter_map(|i| self.lane_deadline(i)).min()
+        let lanes = (0..self.lanes.len()).filter_map(|i| self.lane_deadline(i)).min();
+        let part = self.part.as_ref().and_then(|p| {
+            let queue = p
+                .queue_oldest_ms()
+                .zip(p.processor.lambda_config())
+                .map(|(o, cfg)| o + cfg.buffer_interval.as_millis() as i64);
+            let partitions = p.by_age.first().map(|(since, _)| since + self.plan.s3.main.interval_secs as i64 * 1000);
+            queue.into_iter().chain(partitions).min()
+        });
+        lanes.into_iter().chain(part).min()
     }
 
     fn update_freshness(&self) {
         let now = now_ms();
-        for (i, lane) in self.lanes.iter().enumerate() {
-            let age = lane.oldest_arrival_ms().map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0);
-            let m = if i == 0 { &self.metrics.0 } else { &self.metrics.1 };
-            m.data_freshness.set(age);
+        let age = |o: Option<i64>| o.map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0);
+        for lane in &self.lanes {
+            let m = if lane.name == "main" { &self.metrics.0 } else { &self.metrics.1 };
+            m.data_freshness.set(age(lane.oldest_arrival_ms()));
+        }
+        if let Some(p) = &self.part {
+            let oldest = p.queue_oldest_ms().into_iter().chain(p.by_age.first().map(|(since, _)| *since)).min();
+            self.metrics.0.data_freshness.set(age(oldest));
         }
     }
 
@@ -344,6 +454,9 @@ impl Supervisor {
             .filter_map(|i| {
                 lane_plan(&self.plan, self.lanes[i].name).map(|p| p.buffer_bytes.saturating_sub(self.lanes[i].bytes))
             })
+            // With a Lambda processor, a step can queue several invocations' worth of records
+            // (one per BufferSizeInMBs), which run concurrently up to the function's workers.
+            .chain(self.part.as_ref().map(|p| READ_STEP_BYTES.saturating_sub(p.queue_bytes)))
             .min()
             .unwrap_or(READ_STEP_BYTES)
             .clamp(1, READ_STEP_BYTES);
@@ -406,6 +519,13 @@ impl Supervisor {
                 bytes,
             });
         }
+        if let Some(p) = &mut self.part {
+            let floor = self.state.lanes.get("main").map_or(0, |s| s.delivered);
+            if entry.lsn >= floor {
+                p.queue_bytes += bytes;
+                p.queue.push_back(Buffered { lsn: entry.lsn, arrival_ms, payload: entry.payload, records, bytes });
+            }
+        }
     }
 
     /// Re-executes intents left by a crash once their whole range has been read.
@@ -463,6 +583,7 @@ impl Supervisor {
             compression: plan.compression.clone(),
             kms_key_arn: plan.kms_key_arn.clone(),
             error,
+            partition: None,
         })
     }
 
@@ -500,7 +621,7 @@ impl Supervisor {
         let mut attempts = 0u32;
         let mut since: Option<DateTime<Utc>> = None;
         let mut encoded: Option<Result<Bytes, String>> = None;
-        let metrics = if i == 0 { self.metrics.0.clone() } else { self.metrics.1.clone() };
+        let metrics = if lane_name == "main" { self.metrics.0.clone() } else { self.metrics.1.clone() };
         loop {
             // Encoded once per intent; a retry re-sends the same bytes.
             let body = match &encoded {
@@ -608,7 +729,9 @@ impl Supervisor {
 
     /// Acknowledges the WAL up to what every lane has stored.
     async fn ack(&self) {
-        let Some(floor) = self.lanes.iter().filter_map(|l| self.state.lanes.get(l.name).map(|s| s.delivered)).min()
+        let part_floor = self.part.as_ref().and_then(|_| self.state.lanes.get("main").map(|s| s.delivered));
+        let Some(floor) =
+            self.lanes.iter().filter_map(|l| self.state.lanes.get(l.name).map(|s| s.delivered)).chain(part_floor).min()
         else {
             return;
         };
@@ -644,9 +767,31 @@ impl Supervisor {
                 self.flushes.push((upto, reply, FlushReport::default()));
                 Ok(())
             }
+            Command::Update(plan) if plan.partitioned() != self.plan.partitioned() => {
+                // Processing switched on or off: deliver everything read under the old plan, then
+                // start over with the new one from the saved state.
+                self.draining = true;
+                let drained = Box::pin(self.step()).await;
+                self.draining = false;
+                drained?;
+                self.plan = plan;
+                self.lanes.clear();
+                self.part = None;
+                if let Err(e) = self.start().await {
+                    tracing::error!(stream = %self.plan.name, error = %e, "cannot restart delivery");
+                    self.set_failure(Some(format!("cannot restart delivery: {e}")));
+                }
+                Ok(())
+            }
             Command::Update(plan) => {
                 let had_backup = self.plan.s3.backup.is_some();
                 self.plan = plan;
+                if self.part.is_some() {
+                    let processor = self.build_processor();
+                    if let Some(p) = &mut self.part {
+                        p.processor = processor;
+                    }
+                }
                 if !had_backup && self.plan.s3.backup.is_some() {
                     // Backup starts with the records read from now on.
                     let position = self.reader.as_ref().map_or(0, WalReader::position);
@@ -668,6 +813,734 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// Which partitions a flush takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Select {
+    /// Those at or over the size hint.
+    Full,
+    /// Full ones and those whose interval has passed.
+    Due,
+    /// Every non-empty one (flush request, shutdown).
+    All,
+}
+
+/// Partition ids: `main` (no dynamic partitioning), `dp:<evaluated prefix>`, `error:<type>`.
+const MAIN_PARTITION: &str = "main";
+const DP_PARTITION: &str = "dp:";
+const ERROR_PARTITION: &str = "error:";
+
+/// Objects written at once when many partitions flush together.
+const PARALLEL_PUTS: usize = 16;
+
+/// One partition's buffer and the arrival time it is aged by.
+struct Part {
+    buf: PartitionBuffer,
+    /// Arrival of the first record of the buffer (the `by_age` key).
+    since: i64,
+}
+
+/// The main lane of a stream with processing or dynamic partitioning: WAL entries wait in `queue`
+/// for the processors (for the Lambda buffer when there is a Lambda processor), then the processed
+/// records wait in one buffer per partition.
+struct Parted {
+    processor: Processor,
+    queue: VecDeque<Buffered>,
+    queue_bytes: usize,
+    partitions: HashMap<String, Part>,
+    /// (arrival of the first record, partition id) of every non-empty partition.
+    by_age: BTreeSet<(i64, String)>,
+    /// Partitions of dynamic partitioning with records (the active partitions).
+    dp_active: usize,
+    spill_dir: PathBuf,
+    spill_serial: u64,
+}
+
+impl Parted {
+    fn new(processor: Processor, spill_dir: PathBuf) -> Self {
+        Self {
+            processor,
+            queue: VecDeque::new(),
+            queue_bytes: 0,
+            partitions: HashMap::new(),
+            by_age: BTreeSet::new(),
+            dp_active: 0,
+            spill_dir,
+            spill_serial: 0,
+        }
+    }
+
+    fn queue_oldest_ms(&self) -> Option<i64> {
+        self.queue.iter().map(|e| e.arrival_ms).min()
+    }
+
+    fn push(&mut self, id: &str, arrival_ms: i64, lsn: u64, index: u32, parts: &[&[u8]]) {
+        let part = match self.partitions.get_mut(id) {
+            Some(p) => p,
+            None => {
+                if id.starts_with(DP_PARTITION) {
+                    self.dp_active += 1;
+                }
+                self.by_age.insert((arrival_ms, id.to_string()));
+                self.partitions
+                    .entry(id.to_string())
+                    .or_insert(Part { buf: PartitionBuffer::default(), since: arrival_ms })
+            }
+        };
+        part.buf.push(arrival_ms, lsn, index, parts);
+    }
+
+    /// Removes a partition's buffer.
+    fn take(&mut self, id: &str) -> Option<PartitionBuffer> {
+        let part = self.partitions.remove(id)?;
+        self.by_age.remove(&(part.since, id.to_string()));
+        if id.starts_with(DP_PARTITION) {
+            self.dp_active -= 1;
+        }
+        Some(part.buf)
+    }
+
+    fn mem_bytes(&self) -> usize {
+        self.partitions.values().map(|p| p.buf.mem_len()).sum()
+    }
+}
+
+/// A function that cannot be resolved: every invocation fails (`Lambda.ResourceNotFound`), so the
+/// records go to the error output after the retries, as with a deleted function in AWS.
+struct UnresolvedFunction(String);
+
+impl FunctionBackend for UnresolvedFunction {
+    fn invoke<'a>(&'a self, _invocation: &'a Invocation) -> InvokeFuture<'a> {
+        let message = self.0.clone();
+        Box::pin(async move { Err(InvokeError::Unavailable(message)) })
+    }
+}
+
+/// One object of a partition being written.
+struct Job {
+    id: String,
+    intent: Intent,
+    taken: Option<Taken>,
+    /// The frames, once read (kept to re-encode as error output).
+    frames: Option<Arc<Vec<u8>>>,
+    body: Option<Result<Bytes, String>>,
+    records: u64,
+    bytes: usize,
+    oldest_ms: i64,
+    attempts: u32,
+    failing_since: Option<Instant>,
+}
+
+async fn attempt_owned(
+    i: usize,
+    mut job: Job,
+    stores: Arc<ObjectStores>,
+    gzip_level: u32,
+    metrics: DeliveryMetrics,
+    wal: (Wal, u64),
+) -> (usize, Job, Result<(), ObjectError>) {
+    let result = attempt_job(&mut job, stores, gzip_level, metrics, wal).await;
+    if result.is_ok() {
+        // Stored: the records are no longer needed (a batch can hold thousands of objects).
+        job.frames = None;
+        job.body = None;
+    }
+    (i, job, result)
+}
+
+/// One write attempt of a job's object.
+async fn attempt_job(
+    job: &mut Job,
+    stores: Arc<ObjectStores>,
+    gzip_level: u32,
+    metrics: DeliveryMetrics,
+    (wal, tag): (Wal, u64),
+) -> Result<(), ObjectError> {
+    if job.body.is_none() {
+        let (taken, frames, intent) = (job.taken.take(), job.frames.clone(), job.intent.clone());
+        // Records a destination refused go to the error output as they were ingested (§10).
+        let originals = intent.error.is_some() && !job.id.starts_with(ERROR_PARTITION);
+        let (frames, body) = blocking(move || {
+            let frames = match frames {
+                Some(f) => Ok(f),
+                None => taken.unwrap_or_default().into_bytes().map(Arc::new),
+            };
+            match frames {
+                Ok(f) => {
+                    let raw = originals.then(|| original_records(&wal, tag, intent.first, intent.last));
+                    let body = encode_frames(&intent, &f, gzip_level, raw.as_ref());
+                    (Ok(f), body)
+                }
+                Err(e) => (Err(e), Err(String::new())),
+            }
+        })
+        .await;
+        match frames {
+            Ok(f) => job.frames = Some(f),
+            Err(source) => {
+                // The spill file cannot be read: the records are still in the WAL (the floor holds
+                // them), so a restart delivers them; until then this keeps failing loudly.
+                return Err(ObjectError::Io { op: "read spilled records", path: PathBuf::new(), source });
+            }
+        }
+        job.body = Some(body);
+    }
+    let body = match &job.body {
+        Some(Ok(b)) => b.clone(),
+        Some(Err(e)) => return Err(ObjectError::Config { message: format!("cannot encode the object: {e}") }),
+        None => return Err(ObjectError::Config { message: "no object body".into() }),
+    };
+    let compression = Compression::from_firehose(&job.intent.compression).unwrap_or(Compression::Uncompressed);
+    let opts = PutOptions {
+        content_encoding: compression.content_encoding(),
+        sse_kms_key_id: job.intent.kms_key_arn.clone(),
+        ..PutOptions::default()
+    };
+    let (bucket, kms) = (job.intent.bucket_arn.clone(), job.intent.kms_key_arn.clone());
+    let sink = blocking(move || stores.sink(&bucket, kms.as_deref())).await?;
+    job.attempts += 1;
+    metrics.put_requests.inc();
+    sink.put(&job.intent.key, body, &opts).await
+}
+
+impl Supervisor {
+    fn build_processor(&self) -> Processor {
+        let plan = self.plan.processing.clone();
+        let lambda = plan.as_ref().and_then(|p| p.lambda.as_ref()).map(|cfg| {
+            match self.res.functions.backend(&cfg.lambda_arn) {
+                Ok(backend) => backend,
+                Err(e) => {
+                    tracing::error!(stream = %self.plan.name, function = %cfg.lambda_arn, error = %e, "cannot resolve the Lambda function");
+                    Arc::new(UnresolvedFunction(e)) as Arc<dyn FunctionBackend>
+                }
+            }
+        });
+        Processor {
+            plan,
+            lambda,
+            context: StreamContext {
+                delivery_stream_arn: self.plan.arn.clone(),
+                region: self.plan.region.clone(),
+                source_kinesis_stream_arn: None,
+            },
+            partitioner: self.plan.s3.dynamic_partitioning.then(|| self.plan.s3.main.prefix.clone()),
+            seed: self.plan.id,
+        }
+    }
+
+    /// Whether the queued entries should be processed now.
+    fn queue_due(&self, force: bool) -> bool {
+        let Some(p) = &self.part else { return false };
+        if p.queue.is_empty() {
+            return false;
+        }
+        match p.processor.lambda_config() {
+            None => true,
+            Some(cfg) => {
+                force
+                    || self.draining
+                    || p.queue_bytes as u64 >= cfg.buffer_size_bytes()
+                    || p.queue_oldest_ms().is_some_and(|o| o + cfg.buffer_interval.as_millis() as i64 <= now_ms())
+            }
+        }
+    }
+
+    /// Where processing has got to: every entry below it is processed into the partitions.
+    fn processed_position(&self) -> Lsn {
+        let position = self.reader.as_ref().map_or(0, WalReader::position);
+        self.part.as_ref().and_then(|p| p.queue.front().map(|e| e.lsn)).unwrap_or(position)
+    }
+
+    /// Runs the processors over the queued entries and puts the results into their partitions.
+    async fn process_queue(&mut self) {
+        let Some(p) = &mut self.part else { return };
+        let entries: Vec<Buffered> = p.queue.drain(..).collect();
+        p.queue_bytes = 0;
+        let processor = p.processor.clone();
+        let mut records = Vec::with_capacity(entries.iter().map(|e| e.records as usize).sum());
+        for e in &entries {
+            if let Ok(view) = EntryView::parse(&e.payload) {
+                for (i, r) in view.records().enumerate() {
+                    records.push(Record::new(e.payload.slice_ref(r), e.arrival_ms, e.lsn, i as u32));
+                }
+            }
+        }
+        drop(entries);
+        let out = processor.run(records).await;
+        let pm = &self.processing_metrics;
+        for (duration, success) in &out.stats.invocations {
+            pm.invocation(*duration, *success);
+        }
+        if let Some(d) = out.stats.jq_duration {
+            pm.jq_duration.observe(d.as_secs_f64() * 1000.0);
+        }
+        pm.succeed_records.inc_by(out.stats.succeed_records);
+        pm.succeed_bytes.inc_by(out.stats.succeed_bytes);
+        self.place(out, processor.append_delimiter());
+        self.spill_if_needed().await;
+    }
+
+    /// Puts processed records into their partitions, and failed ones into the error partitions.
+    fn place(&mut self, out: crate::processing::RunOutput, delimit: bool) {
+        let pm = &self.processing_metrics;
+        let limit = self.res.active_partitions_limit;
+        let marks = &self.state.partitions;
+        let delivered = |id: &str| if marks.is_empty() { 0 } else { marks.get(id).map_or(0, |s| s.delivered) };
+        let Some(p) = &mut self.part else { return };
+        let mut failed = out.failed;
+        let mut exceeded = false;
+        let mut id = String::new();
+        for r in out.records {
+            id.clear();
+            match &r.partition {
+                Some(prefix) => {
+                    id.push_str(DP_PARTITION);
+                    id.push_str(prefix);
+                }
+                None => id.push_str(MAIN_PARTITION),
+            }
+            if r.lsn < delivered(&id) {
+                continue;
+            }
+            if r.partition.is_some() && p.dp_active >= limit && !p.partitions.contains_key(&id) {
+                exceeded = true;
+                failed.push(FailedRecord {
+                    raw: r.raw,
+                    arrival_ms: r.arrival_ms,
+                    lsn: r.lsn,
+                    output_type: PROCESSING_FAILED,
+                    code: ACTIVE_PARTITIONS_LIMIT_EXCEEDED.into(),
+                    message: format!(
+                        "The number of active partitions exceeds the limit of {limit} for the delivery stream."
+                    ),
+                    attempts: 1,
+                    lambda_arn: None,
+                });
+                continue;
+            }
+            if delimit {
+                p.push(&id, r.arrival_ms, r.lsn, r.index, &[&r.data, b"\n"]);
+            } else {
+                p.push(&id, r.arrival_ms, r.lsn, r.index, &[&r.data]);
+            }
+        }
+        pm.failed_records.inc_by(failed.len() as u64);
+        let ending = now_ms();
+        let mut line = String::new();
+        for f in &failed {
+            id.clear();
+            id.push_str(ERROR_PARTITION);
+            id.push_str(f.output_type);
+            if f.lsn < delivered(&id) {
+                continue;
+            }
+            line.clear();
+            f.write_json_line(ending, &mut line);
+            p.push(&id, f.arrival_ms, f.lsn, 0, &[line.as_bytes()]);
+        }
+        pm.partition_count_exceeded.set(i64::from(exceeded));
+        pm.partition_count.set(p.dp_active as i64);
+        pm.active_partitions_limit.set(limit as i64);
+    }
+
+    /// Moves the largest in-memory buffers to spill files while the stream's partition buffers hold
+    /// more than their memory budget, down to half of it.
+    async fn spill_if_needed(&mut self) {
+        let budget = self.res.partition_memory_bytes;
+        let Some(p) = &mut self.part else { return };
+        let mut mem = p.mem_bytes();
+        if mem <= budget {
+            return;
+        }
+        let mut sizes: Vec<(usize, String)> =
+            p.partitions.iter().map(|(id, part)| (part.buf.mem_len(), id.clone())).collect();
+        sizes.sort_unstable_by_key(|(size, _)| std::cmp::Reverse(*size));
+        let mut writes = Vec::new();
+        for (size, id) in sizes {
+            if mem <= budget / 2 || size == 0 {
+                break;
+            }
+            let Some(part) = p.partitions.get_mut(&id) else { continue };
+            p.spill_serial += 1;
+            let path = p.spill_dir.join(format!("{}.buf", p.spill_serial));
+            let (path, bytes) = part.buf.take_for_spill(path);
+            part.buf.spilled(bytes.len());
+            mem -= size;
+            writes.push((path, bytes));
+        }
+        let count = writes.len();
+        let result = blocking(move || {
+            for (path, bytes) in &writes {
+                append_spill(path, bytes)?;
+            }
+            Ok::<(), std::io::Error>(())
+        })
+        .await;
+        if let Err(e) = result {
+            // The records stay in the WAL below the floor; a restart processes them again.
+            tracing::error!(stream = %self.plan.name, error = %e, "cannot spill partition buffers");
+            self.set_failure(Some(format!("cannot spill partition buffers: {e}")));
+        } else {
+            tracing::debug!(stream = %self.plan.name, partitions = count, "spilled partition buffers");
+        }
+    }
+
+    /// Re-executes partition objects a crash interrupted once their records are processed again.
+    async fn run_pending_partitions(&mut self) -> Result<(), Stopped> {
+        if self.state.partitions.values().all(|s| s.pending.is_none()) {
+            return Ok(());
+        }
+        let position = self.processed_position();
+        let ready: Vec<Intent> =
+            self.state.partitions.values().filter_map(|s| s.pending.clone()).filter(|i| position > i.last).collect();
+        let mut jobs = Vec::new();
+        for intent in ready {
+            let Some(id) = intent.partition.clone() else { continue };
+            let buf = self.part.as_mut().and_then(|p| p.take(&id));
+            let (head, rest) = match buf {
+                None => (Vec::new(), None),
+                Some(mut buf) => {
+                    let last = intent.last;
+                    let (head, buf) = blocking(move || (buf.take_upto(last), buf)).await;
+                    (head.unwrap_or_default(), Some(buf))
+                }
+            };
+            if let (Some(rest), Some(p)) = (rest, self.part.as_mut())
+                && !rest.is_empty()
+            {
+                p.by_age.insert((rest.oldest_arrival_ms, id.clone()));
+                if id.starts_with(DP_PARTITION) {
+                    p.dp_active += 1;
+                }
+                p.partitions.insert(id.clone(), Part { since: rest.oldest_arrival_ms, buf: rest });
+            }
+            let records = frames(&head).count() as u64;
+            let bytes = frames(&head).map(|f| f.data.len()).sum();
+            let oldest_ms = frames(&head).map(|f| f.arrival_ms).min().unwrap_or_else(now_ms);
+            tracing::info!(stream = %self.plan.name, partition = %id, key = %intent.key, records, "re-delivering an interrupted object");
+            jobs.push(Job {
+                id,
+                intent,
+                taken: None,
+                frames: Some(Arc::new(head)),
+                body: None,
+                records,
+                bytes,
+                oldest_ms,
+                attempts: 0,
+                failing_since: None,
+            });
+        }
+        self.deliver_jobs(jobs).await
+    }
+
+    /// Cuts the selected partitions into objects and writes them.
+    async fn flush_partitions(&mut self, select: Select) -> Result<(), Stopped> {
+        let lane = &self.plan.s3.main;
+        let (limit, interval_ms, now) = (lane.buffer_bytes.max(1), lane.interval_secs as i64 * 1000, now_ms());
+        let Some(p) = &self.part else { return Ok(()) };
+        let mut ids: Vec<String> = match select {
+            Select::All => p.partitions.keys().cloned().collect(),
+            Select::Full | Select::Due => {
+                let mut ids: Vec<String> = p
+                    .partitions
+                    .iter()
+                    .filter(|(_, part)| part.buf.data_bytes >= limit)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                if select == Select::Due {
+                    ids.extend(
+                        p.by_age
+                            .iter()
+                            .take_while(|(since, _)| since + interval_ms <= now)
+                            .filter(|(_, id)| p.partitions.get(id).is_some_and(|part| part.buf.data_bytes < limit))
+                            .map(|(_, id)| id.clone()),
+                    );
+                }
+                ids
+            }
+        };
+        ids.retain(|id| self.state.partitions.get(id).is_none_or(|s| s.pending.is_none()));
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut jobs = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(mut buf) = self.part.as_mut().and_then(|p| p.take(&id)) else { continue };
+            if buf.is_empty() {
+                continue;
+            }
+            let intent = self.cut_partition(&id, &buf);
+            self.state.partitions.entry(id.clone()).or_default().pending = Some(intent.clone());
+            jobs.push(Job {
+                records: buf.records,
+                bytes: buf.data_bytes,
+                oldest_ms: buf.oldest_arrival_ms,
+                taken: Some(buf.take_all()),
+                id,
+                intent,
+                frames: None,
+                body: None,
+                attempts: 0,
+                failing_since: None,
+            });
+        }
+        self.save_state().await;
+        self.deliver_jobs(jobs).await
+    }
+
+    /// The object (key and WAL range) of a partition's buffer.
+    fn cut_partition(&self, id: &str, buf: &PartitionBuffer) -> Intent {
+        let plan = &self.plan.s3.main;
+        let (first, last) = (buf.first_lsn, buf.last_lsn);
+        let arrival = Utc.timestamp_millis_opt(buf.oldest_arrival_ms).single().unwrap_or_else(Utc::now);
+        let s = seed(self.plan.id, first, last, id);
+        let compression = Compression::from_firehose(&plan.compression).unwrap_or(Compression::Uncompressed);
+        let extension = plan.file_extension.clone().unwrap_or_else(|| compression.extension().to_string());
+        let uuid = object_uuid(self.plan.id, first, last, id);
+        let suffix = object_suffix(
+            &self.plan.name,
+            self.plan.version_id,
+            Utc::now(),
+            plan.prefix.time_zone(),
+            &uuid,
+            &extension,
+        );
+        let mut error = None;
+        let prefix = if let Some(prefix) = id.strip_prefix(DP_PARTITION) {
+            prefix.to_string()
+        } else if let Some(output_type) = id.strip_prefix(ERROR_PARTITION) {
+            plan.prefix.evaluate_error_prefix(arrival, output_type, s)
+        } else {
+            match plan.prefix.evaluate_prefix(arrival, &NoKeys, s) {
+                Ok(prefix) => prefix,
+                Err(e) => {
+                    error = Some(ErrorOutput {
+                        output_type: S3_FAILED.into(),
+                        code: "S3.InvalidPrefix".into(),
+                        message: e.to_string(),
+                        attempts: 1,
+                        ending_ms: now_ms(),
+                    });
+                    plan.prefix.evaluate_error_prefix(arrival, S3_FAILED, s)
+                }
+            }
+        };
+        Intent {
+            first,
+            last,
+            bucket_arn: plan.bucket_arn.clone(),
+            key: prefix + &suffix,
+            compression: plan.compression.clone(),
+            kms_key_arn: plan.kms_key_arn.clone(),
+            error,
+            partition: Some(id.to_string()),
+        }
+    }
+
+    /// Writes the objects of `jobs` (each intent already persisted), several at a time, retrying the
+    /// failing ones until every one is stored; then records the progress and acknowledges the WAL.
+    async fn deliver_jobs(&mut self, mut jobs: Vec<Job>) -> Result<(), Stopped> {
+        let mut backoff = BACKOFF_FIRST;
+        let retry_window = self.plan.s3.retry_duration_secs.map(Duration::from_secs);
+        while !jobs.is_empty() {
+            let (stores, level, metrics) = (Arc::clone(&self.res.stores), self.res.gzip_level, self.metrics.0.clone());
+            // Owned jobs on tasks: PARALLEL_PUTS in flight, results in the jobs' order.
+            let mut results = Vec::with_capacity(jobs.len());
+            let mut set = tokio::task::JoinSet::new();
+            let total = jobs.len();
+            let mut queue = std::mem::take(&mut jobs).into_iter().enumerate();
+            let mut slots: Vec<Option<Job>> = (0..total).map(|_| None).collect();
+            loop {
+                while set.len() < PARALLEL_PUTS {
+                    let Some((i, job)) = queue.next() else { break };
+                    let (stores, metrics) = (Arc::clone(&stores), metrics.clone());
+                    set.spawn(attempt_owned(i, job, stores, level, metrics, (self.res.wal.clone(), self.plan.id)));
+                }
+                match set.join_next().await {
+                    None => break,
+                    Some(Ok((i, job, result))) => {
+                        slots[i] = Some(job);
+                        results.push((i, result));
+                    }
+                    Some(Err(e)) => std::panic::resume_unwind(e.into_panic()),
+                }
+            }
+            jobs = slots.into_iter().flatten().collect();
+            let mut done = vec![false; jobs.len()];
+            let mut converted = false;
+            let mut last_error = None;
+            for (i, result) in results {
+                let job = &mut jobs[i];
+                match result {
+                    Ok(()) => done[i] = true,
+                    Err(e) => {
+                        self.metrics.0.failures.inc();
+                        let since = *job.failing_since.get_or_insert_with(Instant::now);
+                        tracing::warn!(stream = %self.plan.name, key = %job.intent.key, code = e.firehose_code(), error = %e, attempts = job.attempts, "object write failed");
+                        let expired = retry_window.is_some_and(|w| since.elapsed() >= w);
+                        let convertible = job.intent.error.is_none() && !job.id.starts_with(ERROR_PARTITION);
+                        if (!e.is_retryable() || expired) && convertible {
+                            // The destination does not take these records: they go to the error output.
+                            let plan = &self.plan.s3.main;
+                            let arrival = Utc.timestamp_millis_opt(job.oldest_ms).single().unwrap_or_else(Utc::now);
+                            let s = seed(self.plan.id, job.intent.first, job.intent.last, "error");
+                            let name = job.intent.key.rsplit('/').next().unwrap_or(&job.intent.key).to_string();
+                            job.intent.key = plan.prefix.evaluate_error_prefix(arrival, S3_FAILED, s) + &name;
+                            let (code, message) = if e.is_retryable() {
+                                ("S3.RetryDurationExceeded".to_string(), format!("retry duration exceeded: {e}"))
+                            } else {
+                                (e.firehose_code().to_string(), e.to_string())
+                            };
+                            job.intent.error = Some(ErrorOutput {
+                                output_type: S3_FAILED.into(),
+                                code,
+                                message,
+                                attempts: job.attempts,
+                                ending_ms: now_ms(),
+                            });
+                            job.body = None;
+                            self.state.partitions.entry(job.id.clone()).or_default().pending = Some(job.intent.clone());
+                            converted = true;
+                        }
+                        last_error = Some(format!(
+                            "S3 delivery to {} is failing: {}: {} (attempt {}; the records are kept and retried)",
+                            job.intent.bucket_arn,
+                            e.firehose_code(),
+                            e,
+                            job.attempts
+                        ));
+                    }
+                }
+            }
+            let mut remaining = Vec::new();
+            for (job, ok) in jobs.into_iter().zip(done) {
+                if !ok {
+                    remaining.push(job);
+                    continue;
+                }
+                self.metrics.0.success.inc();
+                if job.intent.error.is_none() && !job.id.starts_with(ERROR_PARTITION) {
+                    self.metrics.0.object_count.inc();
+                    self.metrics.0.records.inc_by(job.records);
+                    self.metrics.0.bytes.inc_by(job.bytes as u64);
+                }
+                self.state
+                    .partitions
+                    .insert(job.id.clone(), LaneState { delivered: job.intent.last + 1, pending: None });
+                for (_, _, report) in &mut self.flushes {
+                    report.objects.push(job.intent.key.clone());
+                    report.records += job.records;
+                }
+            }
+            jobs = remaining;
+            self.commit_floor();
+            self.save_state().await;
+            self.ack().await;
+            match last_error {
+                None => self.set_failure(None),
+                Some(e) => self.set_failure(Some(e)),
+            }
+            if jobs.is_empty() || converted {
+                continue;
+            }
+            if let Some(stop) = self.wait_or_command(backoff).await {
+                return Err(stop);
+            }
+            backoff = (backoff * 2).min(BACKOFF_CAP);
+        }
+        Ok(())
+    }
+
+    /// Saves and acknowledges a floor that moved without an object being written (records dropped
+    /// by the function, or processed into partitions that were delivered earlier).
+    async fn advance_floor(&mut self) {
+        let before = self.state.lanes.get("main").map_or(0, |s| s.delivered);
+        self.commit_floor();
+        if self.state.lanes.get("main").map_or(0, |s| s.delivered) > before {
+            self.save_state().await;
+            self.ack().await;
+        }
+    }
+
+    /// Advances the `main` lane's floor to the lowest record not yet stored, and forgets the
+    /// per-partition marks below it.
+    fn commit_floor(&mut self) {
+        let Some(p) = &self.part else { return };
+        let mut floor = self.processed_position();
+        for part in p.partitions.values() {
+            if !part.buf.is_empty() {
+                floor = floor.min(part.buf.first_lsn);
+            }
+        }
+        for s in self.state.partitions.values() {
+            if let Some(i) = &s.pending {
+                floor = floor.min(i.first);
+            }
+        }
+        let main = self.state.lane("main");
+        main.delivered = main.delivered.max(floor);
+        let floor = main.delivered;
+        self.state.partitions.retain(|_, s| s.pending.is_some() || s.delivered > floor);
+    }
+}
+
+/// The bytes of a partition object: the frames' data concatenated (or, for records a destination
+/// refused, error-output JSON lines whose `rawData` is the ingested record from `originals`, or
+/// the frame's data when it is not there), then compressed.
+/// The ingested records of a stream's WAL entries `first..=last`, by (lsn, index). Blocking.
+fn original_records(wal: &Wal, tag: u64, first: Lsn, last: Lsn) -> HashMap<(Lsn, u32), Bytes> {
+    let mut map = HashMap::new();
+    let Ok(mut reader) = wal.reader(first) else { return map };
+    while let Some(Ok(entry)) = reader.next() {
+        if entry.lsn > last {
+            break;
+        }
+        if entry.tag != tag {
+            continue;
+        }
+        if let Ok(view) = EntryView::parse(&entry.payload) {
+            for (i, r) in view.records().enumerate() {
+                map.insert((entry.lsn, i as u32), entry.payload.slice_ref(r));
+            }
+        }
+    }
+    map
+}
+
+fn encode_frames(
+    intent: &Intent,
+    buf: &[u8],
+    gzip_level: u32,
+    originals: Option<&HashMap<(Lsn, u32), Bytes>>,
+) -> Result<Bytes, String> {
+    let compression = Compression::from_firehose(&intent.compression).unwrap_or(Compression::Uncompressed);
+    let file = intent.key.rsplit('/').next().unwrap_or(&intent.key);
+    let entry_name = file.strip_suffix(compression.extension()).unwrap_or(file);
+    let mut enc = Encoder::new(compression, gzip_level, entry_name, buf.len());
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut line = String::new();
+    for f in frames(buf) {
+        match &intent.error {
+            None => enc.write(f.data).map_err(|e| e.to_string())?,
+            Some(err) => {
+                line.clear();
+                let value = serde_json::json!({
+                    "attemptsMade": err.attempts,
+                    "arrivalTimestamp": f.arrival_ms,
+                    "errorCode": err.code,
+                    "errorMessage": err.message,
+                    "attemptEndingTimestamp": err.ending_ms,
+                    "rawData": b64.encode(originals.and_then(|o| o.get(&(f.lsn, f.index))).map_or(f.data, |r| &r[..])),
+                });
+                line.push_str(&value.to_string());
+                line.push('\n');
+                enc.write(line.as_bytes()).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    enc.finish().map(Bytes::from).map_err(|e| e.to_string())
 }
 
 async fn sleep_until_ms(deadline_ms: Option<i64>) {
@@ -748,6 +1621,7 @@ mod tests {
             compression: compression.into(),
             kms_key_arn: None,
             error,
+            partition: None,
         }
     }
 
@@ -779,6 +1653,30 @@ mod tests {
         assert_eq!(lines[0]["attemptsMade"], 2);
         assert_eq!(lines[0]["arrivalTimestamp"], 1_700_000_000_000i64);
         assert_eq!(lines[1]["rawData"], "eA==");
+    }
+
+    #[test]
+    fn partition_objects_concatenate_frames_or_render_error_lines() {
+        let mut buf = PartitionBuffer::default();
+        buf.push(1_700_000_000_000, 3, 0, &[b"ab", b"\n"]);
+        buf.push(1_700_000_000_001, 4, 0, &[b"c", b"\n"]);
+        let frames = buf.take_all().into_bytes().unwrap();
+        let mut i = intent(3, 4, "UNCOMPRESSED", None);
+        assert_eq!(&encode_frames(&i, &frames, 6, None).unwrap()[..], b"ab\nc\n");
+        i.error = Some(ErrorOutput {
+            output_type: S3_FAILED.into(),
+            code: "S3.InvalidKey".into(),
+            message: "bad".into(),
+            attempts: 3,
+            ending_ms: 9,
+        });
+        let body = encode_frames(&i, &frames, 6, None).unwrap();
+        let lines: Vec<serde_json::Value> =
+            std::str::from_utf8(&body).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1]["rawData"], "Ywo=");
+        assert_eq!(lines[1]["arrivalTimestamp"], 1_700_000_000_001i64);
+        assert_eq!(lines[0]["attemptsMade"], 3);
     }
 
     #[test]

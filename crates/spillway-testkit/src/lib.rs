@@ -70,6 +70,10 @@ impl TestServer {
                 delivery_dir: data_dir.join("delivery"),
                 stores: Arc::new(ObjectStores::new(data_dir.join("buckets"), None, HashMap::new())),
                 gzip_level: 6,
+                functions: Arc::new(spillway_pipeline::processors::functions::FunctionRegistry::empty()),
+                spill_dir: data_dir.join("spill"),
+                active_partitions_limit: spillway_pipeline::service::DEFAULT_ACTIVE_PARTITIONS_LIMIT,
+                partition_memory_bytes: spillway_pipeline::service::DEFAULT_PARTITION_MEMORY_BYTES,
             },
             wal.clone(),
         )

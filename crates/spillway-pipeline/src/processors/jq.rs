@@ -317,6 +317,12 @@ impl MetadataQuery {
         })
     }
 
+    /// The keys the query produces, when it is an object constructor whose keys are known at compile
+    /// time (`{a: .x, b: .y}`); `None` when they depend on the record.
+    pub fn field_names(&self) -> Option<Vec<&str>> {
+        self.fields.as_ref().map(|fields| fields.iter().map(|f| f.key.as_str()).collect())
+    }
+
     /// Runs the query on one JSON record and returns its partition keys (see the module docs for the rules).
     pub fn extract(&self, record: &[u8]) -> Result<QueryKeys, JqError> {
         let mut keys = QueryKeys::default();

@@ -5,5 +5,7 @@
 //! delivery path.
 
 pub mod builtin;
+pub mod functions;
 pub mod jq;
 pub mod lambda;
+pub mod lambda_http;
