@@ -877,13 +877,13 @@ def test_dynamic_partitioning_is_fixed_at_creation(firehose):
             "DynamicPartitioningConfiguration": {"Enabled": True}})
     firehose.create_delivery_stream(DeliveryStreamName="dp", ExtendedS3DestinationConfiguration=s3_destination(
         Prefix="k=!{partitionKeyFromQuery:k}/", ErrorOutputPrefix="err/",
-        DynamicPartitioningConfiguration={"Enabled": True}))
-    # spillway cannot partition dynamically yet, so it says so instead of delivering differently; a
-    # stream that is not ACTIVE takes no update.
-    dp = describe(firehose, "dp")
-    assert dp["DeliveryStreamStatus"] == "CREATING_FAILED"
-    assert "dynamic partitioning" in dp["FailureDescription"]["Details"]
-    with pytest.raises(firehose.exceptions.ResourceInUseException):
+        DynamicPartitioningConfiguration={"Enabled": True},
+        ProcessingConfiguration={"Enabled": True, "Processors": [{"Type": "MetadataExtraction", "Parameters": [
+            {"ParameterName": "MetadataExtractionQuery", "ParameterValue": "{k: .k}"},
+            {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"}]}]}))
+    assert describe(firehose, "dp")["DeliveryStreamStatus"] == "ACTIVE"
+    # Once enabled, dynamic partitioning cannot be disabled.
+    with pytest.raises(firehose.exceptions.InvalidArgumentException):
         update(firehose, "dp", "1", ExtendedS3DestinationUpdate={
             "DynamicPartitioningConfiguration": {"Enabled": False}})
     assert describe(firehose, "no-dp")["VersionId"] == "1"

@@ -13,7 +13,7 @@
 //! - nothing here panics on record contents; bad records become failed records;
 //! - output records keep the order of their inputs (the order of the WAL).
 
-use crate::processors::builtin::{BuiltinProcessor, Failed, PROCESSING_FAILED, Record, Stage};
+use crate::processors::builtin::{BuiltinProcessor, Failed, PROCESSING_FAILED, Record, Stage, deaggregate_kpl};
 use crate::processors::jq::{METADATA_EXTRACTION_FAILED, MetadataQuery, QueryKeys};
 use crate::processors::lambda::{
     ErrorCode, FunctionBackend, InputRecord, LambdaConfig, Outcome, StreamContext, invoke_batch,
@@ -294,6 +294,15 @@ impl Processor {
         if let Some(plan) = &self.plan {
             let mut rejected = Vec::new();
             for p in &plan.pre {
+                if p.stage() == Stage::RecordDeAggregation {
+                    // KPL-aggregated records are split into their user records first (a record
+                    // without the KPL magic passes through), then the configured sub-record type
+                    // applies to each (choice: Firehose does KPL de-aggregation by itself for
+                    // Kinesis sources; a DirectPut stream gets it with RecordDeAggregation).
+                    let mut out = Vec::with_capacity(records.len());
+                    deaggregate_kpl(std::mem::take(&mut records), &mut out, &mut rejected);
+                    records = out;
+                }
                 let mut out = Vec::with_capacity(records.len());
                 p.process(std::mem::take(&mut records), &mut out, &mut rejected);
                 records = out;
@@ -519,6 +528,52 @@ mod tests {
         assert!(e.contains("does not produce the key c"), "{e}");
         let e = ProcessingPlan::check_partition_keys(Some(&q("{c:.c}")), &prefix).unwrap_err();
         assert!(e.contains("no Lambda processor"), "{e}");
+    }
+
+    /// A KPL aggregated record (magic, protobuf `AggregatedRecord`, MD5) of `records` under one key.
+    fn kpl(records: &[&[u8]]) -> Vec<u8> {
+        use md5::Digest;
+        let mut message = vec![0x0a, 2, b'p', b'k'];
+        for data in records {
+            let mut rec = vec![0x08, 0x00, 0x1a, data.len() as u8];
+            rec.extend_from_slice(data);
+            message.push(0x1a);
+            message.push(rec.len() as u8);
+            message.extend_from_slice(&rec);
+        }
+        let mut out = crate::processors::builtin::KPL_MAGIC.to_vec();
+        out.extend_from_slice(&message);
+        out.extend_from_slice(&md5::Md5::digest(&message));
+        out
+    }
+
+    #[tokio::test]
+    async fn record_deaggregation_splits_kpl_records_then_json() {
+        let plan = plan(json!([
+            {"Type": "RecordDeAggregation", "Parameters": [{"ParameterName": "SubRecordType", "ParameterValue": "JSON"}]},
+            {"Type": "AppendDelimiterToRecord"}
+        ]))
+        .unwrap()
+        .unwrap();
+        let processor = Processor {
+            plan: Some(Arc::new(plan)),
+            lambda: None,
+            context: StreamContext {
+                delivery_stream_arn: "arn:aws:firehose:us-east-1:1:deliverystream/s".into(),
+                region: "us-east-1".into(),
+                source_kinesis_stream_arn: None,
+            },
+            partitioner: None,
+            seed: 1,
+        };
+        let aggregated = Bytes::from(kpl(&[b"{\"a\":1}{\"a\":2}", b"{\"a\":3}"]));
+        let plain = Bytes::from_static(b"{\"b\":1}");
+        let out = processor.run(vec![Record::new(aggregated.clone(), 5, 1, 0), Record::new(plain, 6, 1, 1)]).await;
+        assert!(out.failed.is_empty(), "{:?}", out.failed);
+        let data: Vec<&[u8]> = out.records.iter().map(|r| &r.data[..]).collect();
+        assert_eq!(data, [&b"{\"a\":1}"[..], b"{\"a\":2}", b"{\"a\":3}", b"{\"b\":1}"]);
+        assert!(out.records[..3].iter().all(|r| r.raw == aggregated && r.index == 0));
+        assert_eq!(out.records[3].index, 1);
     }
 
     #[test]
