@@ -57,18 +57,19 @@ pub struct DeliveryArgs {
 
 const ROLE: &str = "arn:aws:iam::000000000000:role/bench";
 
-fn data_dir(args: &DeliveryArgs, tag: &str) -> (PathBuf, bool) {
-    match &args.data_dir {
+/// The data directory of a bench server: `given`, or a fresh temp dir (to remove afterwards).
+pub(crate) fn data_dir(given: Option<&PathBuf>, tag: &str) -> (PathBuf, bool) {
+    match given {
         Some(d) => (d.clone(), false),
         None => (std::env::temp_dir().join(format!("spillway-bench-{tag}-{}", std::process::id())), true),
     }
 }
 
-fn client(connections: usize) -> HttpClient {
+pub(crate) fn client(connections: usize) -> HttpClient {
     Client::builder(TokioExecutor::new()).pool_max_idle_per_host(connections.max(1)).build_http()
 }
 
-async fn wait_ready(client: &HttpClient, endpoint: &str) -> anyhow::Result<serde_json::Value> {
+pub(crate) async fn wait_ready(client: &HttpClient, endpoint: &str) -> anyhow::Result<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let req = http::Request::get(format!("{endpoint}/_spillway/status")).body(Full::new(Bytes::new()))?;
@@ -80,16 +81,25 @@ async fn wait_ready(client: &HttpClient, endpoint: &str) -> anyhow::Result<serde
     }
 }
 
-async fn create(client: &HttpClient, endpoint: &str, config: serde_json::Value) -> anyhow::Result<()> {
+/// Creates the stream `bench` and checks that it is ACTIVE.
+pub(crate) async fn create(client: &HttpClient, endpoint: &str, config: serde_json::Value) -> anyhow::Result<()> {
     let body = serde_json::json!({"DeliveryStreamName": "bench", "ExtendedS3DestinationConfiguration": config});
     let (code, resp) = call(client, endpoint, "CreateDeliveryStream", Bytes::from(body.to_string())).await?;
     if code != 200 {
         bail!("cannot create the stream: {}", String::from_utf8_lossy(&resp));
     }
+    let describe = serde_json::json!({"DeliveryStreamName": "bench"});
+    let (_, resp) = call(client, endpoint, "DescribeDeliveryStream", Bytes::from(describe.to_string())).await?;
+    let d: serde_json::Value = serde_json::from_slice(&resp)?;
+    let status = &d["DeliveryStreamDescription"]["DeliveryStreamStatus"];
+    if status != "ACTIVE" {
+        bail!("stream is {status}: {}", d["DeliveryStreamDescription"]["FailureDescription"]);
+    }
     Ok(())
 }
 
-async fn flush(client: &HttpClient, endpoint: &str) -> anyhow::Result<()> {
+/// Flushes the stream `bench`; returns the number of objects written.
+pub(crate) async fn flush(client: &HttpClient, endpoint: &str) -> anyhow::Result<u64> {
     let req = http::Request::post(format!("{endpoint}/_spillway/streams/bench/flush")).body(Full::new(Bytes::new()))?;
     let resp = client.request(req).await?;
     let ok = resp.status().is_success();
@@ -97,10 +107,12 @@ async fn flush(client: &HttpClient, endpoint: &str) -> anyhow::Result<()> {
     if !ok {
         bail!("flush failed: {}", String::from_utf8_lossy(&body));
     }
-    Ok(())
+    let v: serde_json::Value = serde_json::from_slice(&body)?;
+    Ok(v["Objects"].as_array().map_or(0, Vec::len) as u64)
 }
 
-async fn metric(client: &HttpClient, endpoint: &str, name: &str) -> anyhow::Result<f64> {
+/// A series of the stream `bench` (`name` with its suffix, e.g. `_total`, `_sum`).
+pub(crate) async fn metric(client: &HttpClient, endpoint: &str, name: &str) -> anyhow::Result<f64> {
     let req = http::Request::get(format!("{endpoint}/metrics")).body(Full::new(Bytes::new()))?;
     let text = client.request(req).await?.into_body().collect().await?.to_bytes();
     let text = String::from_utf8_lossy(&text);
@@ -159,7 +171,7 @@ fn config_text(args: &DeliveryArgs, extra: &str) -> String {
 }
 
 async fn throughput(args: &DeliveryArgs) -> anyhow::Result<()> {
-    let (dir, remove) = data_dir(args, "throughput");
+    let (dir, remove) = data_dir(args.data_dir.as_ref(), "throughput");
     let (endpoint, server): (String, Spawned) = spawn_server_at(dir, remove, Some(&config_text(args, "")))?;
     let c = client(args.connections);
     let status = wait_ready(&c, &endpoint).await?;
@@ -197,7 +209,7 @@ async fn throughput(args: &DeliveryArgs) -> anyhow::Result<()> {
 }
 
 async fn freshness(args: &DeliveryArgs) -> anyhow::Result<()> {
-    let (dir, remove) = data_dir(args, "freshness");
+    let (dir, remove) = data_dir(args.data_dir.as_ref(), "freshness");
     let (endpoint, server) = spawn_server_at(dir, remove, Some(&config_text(args, "")))?;
     let c = client(1);
     wait_ready(&c, &endpoint).await?;
@@ -245,7 +257,7 @@ async fn freshness(args: &DeliveryArgs) -> anyhow::Result<()> {
 }
 
 async fn backlog(args: &DeliveryArgs) -> anyhow::Result<()> {
-    let (dir, remove) = data_dir(args, "backlog");
+    let (dir, remove) = data_dir(args.data_dir.as_ref(), "backlog");
     // Phase 1: the bucket points at a dead endpoint, so everything stays in the WAL.
     let dead = "[buckets.bench]\nendpoint = \"http://127.0.0.1:9\"\naccess_key_id = \"x\"\nsecret_access_key = \"y\"\n";
     let (endpoint, server) = spawn_server_at(dir, false, Some(&config_text(args, dead)))?;

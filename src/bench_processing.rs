@@ -11,13 +11,11 @@
 //!   same handler does alone in a Python loop on the same batches (no spillway at all).
 
 use crate::bench::{HttpClient, Spawned, call, peak_rss_kib, spawn_server_at};
+use crate::bench_delivery::{client, create, data_dir, flush, metric, wait_ready};
 use anyhow::{Context, bail};
 use base64::Engine;
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -55,64 +53,6 @@ pub struct ProcessingArgs {
     /// Data directory [default: a temp dir, removed afterwards].
     #[arg(long)]
     data_dir: Option<PathBuf>,
-}
-
-fn client(connections: usize) -> HttpClient {
-    Client::builder(TokioExecutor::new()).pool_max_idle_per_host(connections.max(1)).build_http()
-}
-
-async fn get_json(client: &HttpClient, url: String) -> anyhow::Result<serde_json::Value> {
-    let req = http::Request::get(url).body(Full::new(Bytes::new()))?;
-    let body = client.request(req).await?.into_body().collect().await?.to_bytes();
-    Ok(serde_json::from_slice(&body)?)
-}
-
-async fn wait_ready(client: &HttpClient, endpoint: &str) -> anyhow::Result<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match get_json(client, format!("{endpoint}/_spillway/status")).await {
-            Ok(v) => return Ok(v),
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
-            Err(e) => bail!("server at {endpoint} does not answer: {e}"),
-        }
-    }
-}
-
-async fn create(client: &HttpClient, endpoint: &str, config: serde_json::Value) -> anyhow::Result<()> {
-    let body = serde_json::json!({"DeliveryStreamName": "bench", "ExtendedS3DestinationConfiguration": config});
-    let (code, resp) = call(client, endpoint, "CreateDeliveryStream", Bytes::from(body.to_string())).await?;
-    if code != 200 {
-        bail!("cannot create the stream: {}", String::from_utf8_lossy(&resp));
-    }
-    let describe = serde_json::json!({"DeliveryStreamName": "bench"});
-    let (_, resp) = call(client, endpoint, "DescribeDeliveryStream", Bytes::from(describe.to_string())).await?;
-    let d: serde_json::Value = serde_json::from_slice(&resp)?;
-    let status = &d["DeliveryStreamDescription"]["DeliveryStreamStatus"];
-    if status != "ACTIVE" {
-        bail!("stream is {status}: {}", d["DeliveryStreamDescription"]["FailureDescription"]);
-    }
-    Ok(())
-}
-
-async fn flush(client: &HttpClient, endpoint: &str) -> anyhow::Result<u64> {
-    let req = http::Request::post(format!("{endpoint}/_spillway/streams/bench/flush")).body(Full::new(Bytes::new()))?;
-    let resp = client.request(req).await?;
-    let ok = resp.status().is_success();
-    let body = resp.into_body().collect().await?.to_bytes();
-    if !ok {
-        bail!("flush failed: {}", String::from_utf8_lossy(&body));
-    }
-    let v: serde_json::Value = serde_json::from_slice(&body)?;
-    Ok(v["Objects"].as_array().map_or(0, Vec::len) as u64)
-}
-
-/// Sum of the series `name` (a counter or histogram component) of the bench stream.
-async fn metric(client: &HttpClient, endpoint: &str, name: &str) -> anyhow::Result<f64> {
-    let req = http::Request::get(format!("{endpoint}/metrics")).body(Full::new(Bytes::new()))?;
-    let text = client.request(req).await?.into_body().collect().await?.to_bytes();
-    let text = String::from_utf8_lossy(&text);
-    let prefix = format!("{name}{{delivery_stream=\"bench\"}} ");
-    Ok(text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0))
 }
 
 /// PutRecordBatch bodies of 500 records each, made of `record(i)` for consecutive `i`.
@@ -181,13 +121,6 @@ async fn load(
     Ok(total)
 }
 
-fn data_dir(args: &ProcessingArgs, tag: &str) -> (PathBuf, bool) {
-    match &args.data_dir {
-        Some(d) => (d.clone(), false),
-        None => (std::env::temp_dir().join(format!("spillway-bench-{tag}-{}", std::process::id())), true),
-    }
-}
-
 pub fn processing(args: ProcessingArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
@@ -199,7 +132,7 @@ pub fn processing(args: ProcessingArgs) -> anyhow::Result<()> {
 }
 
 async fn partitions(args: &ProcessingArgs) -> anyhow::Result<()> {
-    let (dir, remove) = data_dir(args, "partitions");
+    let (dir, remove) = data_dir(args.data_dir.as_ref(), "partitions");
     let config = format!("[delivery]\nactive_partitions_limit = {}\n", args.partitions.max(500));
     let (endpoint, server): (String, Spawned) = spawn_server_at(dir, remove, Some(&config))?;
     let c = client(args.connections);
@@ -332,7 +265,7 @@ print(n / (time.perf_counter() - t0))
 }
 
 async fn lambda(args: &ProcessingArgs) -> anyhow::Result<()> {
-    let (dir, remove) = data_dir(args, "lambda");
+    let (dir, remove) = data_dir(args.data_dir.as_ref(), "lambda");
     std::fs::create_dir_all(&dir)?;
     let file = dir.join("lambda_function.py");
     std::fs::write(&file, SEED001_LAMBDA)?;

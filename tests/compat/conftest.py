@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -214,3 +215,13 @@ def raw_request(server, operation, body, target=None, headers=None, timeout=120)
             return RawResponse(r.status, r.headers, r.read())
     except urllib.error.HTTPError as e:
         return RawResponse(e.code, e.headers, e.read())
+
+
+def flush(server, stream, timeout=120):
+    """POST /_spillway/streams/{stream}/flush; returns the JSON answer (raises on an error status)."""
+    req = urllib.request.Request(f"{server.endpoint}/_spillway/streams/{stream}/flush", data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        raise AssertionError(f"flush of {stream} answered {e.code}: {e.read()!r}; log: {server.log()}") from None

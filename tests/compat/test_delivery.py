@@ -34,7 +34,7 @@ import cramjam
 import pytest
 
 import s3server
-from conftest import REGION, ROLE, Server, create_s3_stream, eventually, s3_destination
+from conftest import REGION, ROLE, Server, create_s3_stream, eventually, flush, s3_destination
 from s3server import S3Server, s3_server  # noqa: F401 - s3_server is a fixture
 
 TEMP_PREFIX = ".spillway-tmp-"
@@ -49,14 +49,6 @@ SUFFIX_TIME = r"(\d{4})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})"
 # helpers
 # --------------------------------------------------------------------------------------------------
 
-def flush(server, stream, timeout=90):
-    """POST /_spillway/streams/{stream}/flush; returns the JSON answer (raises on an error status)."""
-    req = urllib.request.Request(f"{server.endpoint}/_spillway/streams/{stream}/flush", data=b"", method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        raise AssertionError(f"flush of {stream} answered {e.code}: {e.read()!r}") from None
 
 
 def local_objects(server, bucket):

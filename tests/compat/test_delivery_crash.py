@@ -19,7 +19,7 @@ from collections import Counter
 import boto3
 import botocore.config
 
-from conftest import REGION, ROLE, Server, create_s3_stream, eventually
+from conftest import REGION, ROLE, Server, create_s3_stream, eventually, flush
 
 CYCLES = int(os.environ.get("SPILLWAY_CRASH_CYCLES", "5"))
 PRODUCERS = 3
@@ -29,12 +29,6 @@ KEY_RE = (r"^{prefix}\d{{4}}/\d{{2}}/\d{{2}}/\d{{2}}/"
 RECORD_RE = re.compile(rb"(p\d)-(\d{9})-\.*")
 
 
-def flush(server, stream, timeout=90):
-    import json
-    import urllib.request
-    req = urllib.request.Request(f"{server.endpoint}/_spillway/streams/{stream}/flush", data=b"", method="POST")
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return json.loads(r.read())
 
 
 def bucket_files(server, bucket):

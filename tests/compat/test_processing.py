@@ -1,9 +1,9 @@
 """Data processing (reference §11), error output of processing failures (§10), dynamic partitioning (§12) and prefix
 expressions with partition keys (§9.3), black-box against the real binary.
 
-Transformation functions are the Python files under `lambda/` (seed 001's function, the seed 002-style enrichment
-and the seed 004-style filter copied unchanged from crates/spillway-pipeline/tests/fixtures/lambda/, plus the small
-handlers of `lambda/functions.py` and a JSON-lines program, `lambda/upper_command.py`). Every server of this module
+Transformation functions are Python files: seed 001's function, the seed 002-style enrichment and the seed 004-style
+filter from crates/spillway-pipeline/tests/fixtures/lambda/ (shared with the Rust tests), plus the small handlers of
+`lambda/functions.py` and a JSON-lines program, `lambda/upper_command.py`. Every server of this module
 gets a spillway.toml mapping LambdaArns to them (`[functions."arn:..."]`). Buckets are folders under
 `<data-dir>/buckets/<bucket>/`; `POST /_spillway/streams/{name}/flush` processes and delivers everything buffered,
 whatever the Lambda and S3 buffering hints say.
@@ -18,8 +18,6 @@ import re
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,9 +27,11 @@ import botocore.config
 import botocore.exceptions
 import pytest
 
-from conftest import ACCOUNT_ID, REGION, ROLE, Server, aws_cli, create_s3_stream, eventually
+from conftest import ACCOUNT_ID, REGION, ROLE, Server, aws_cli, create_s3_stream, eventually, flush
 
 LAMBDA_DIR = Path(__file__).resolve().parent / "lambda"
+# Seed functions shared with the Rust tests of the Lambda contract.
+SEED_LAMBDAS = Path(__file__).resolve().parents[2] / "crates" / "spillway-pipeline" / "tests" / "fixtures" / "lambda"
 FUNCTIONS_PY = LAMBDA_DIR / "functions.py"
 QUIET = {"IntervalInSeconds": 900, "SizeInMBs": 128}
 TEMP_PREFIX = ".spillway-tmp-"
@@ -47,9 +47,9 @@ def function_arn(name):
 
 # name → (file, handler, extra options) of the Python functions every server of this module knows.
 PY_FUNCTIONS = {
-    "seed001": (LAMBDA_DIR / "seed001" / "lambda_function.py", "lambda_handler", {}),
-    "extra2": (LAMBDA_DIR / "extra2" / "hello.py", "lambda_handler", {}),
-    "spurious": (LAMBDA_DIR / "spurious_filter" / "lambda_function.py", "lambda_handler", {}),
+    "seed001": (SEED_LAMBDAS / "seed001" / "lambda_function.py", "lambda_handler", {}),
+    "extra2": (SEED_LAMBDAS / "extra2" / "hello.py", "lambda_handler", {}),
+    "spurious": (SEED_LAMBDAS / "spurious_filter" / "lambda_function.py", "lambda_handler", {}),
     "echo": (FUNCTIONS_PY, "echo", {}),
     "raises": (FUNCTIONS_PY, "raises", {}),
     "partial": (FUNCTIONS_PY, "partial", {}),
@@ -121,14 +121,6 @@ def calls(tmp_path, handler=None):
 # helpers
 # --------------------------------------------------------------------------------------------------
 
-def flush(server, stream, timeout=120):
-    """POST /_spillway/streams/{stream}/flush; returns the JSON answer (raises on an error status)."""
-    req = urllib.request.Request(f"{server.endpoint}/_spillway/streams/{stream}/flush", data=b"", method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        raise AssertionError(f"flush of {stream} answered {e.code}: {e.read()!r}; log: {server.log()}") from None
 
 
 def bucket_files(server, bucket):
@@ -276,7 +268,7 @@ def check_seed001_output(body, inputs, t0, t1):
 
 def test_seed001_function_runs_unchanged(srv):
     client = srv.client()
-    raw = (LAMBDA_DIR / "seed001" / "test-data.jsonl").read_bytes().splitlines()
+    raw = (SEED_LAMBDAS / "seed001" / "test-data.jsonl").read_bytes().splitlines()
     inputs = [json.loads(r) for r in raw]
     assert len(inputs) == 3
     name = create(client, "clickstream", [lam("seed001", retries=3)], Prefix="clicks/", ErrorOutputPrefix="errs/")
@@ -297,7 +289,7 @@ def test_seed001_function_runs_unchanged(srv):
 
 
 def test_seed001_function_via_the_aws_cli(srv, tmp_path):
-    raw = (LAMBDA_DIR / "seed001" / "test-data.jsonl").read_text().splitlines()
+    raw = (SEED_LAMBDAS / "seed001" / "test-data.jsonl").read_text().splitlines()
     cfg = {"RoleARN": ROLE, "BucketARN": "arn:aws:s3:::cli-bucket", "Prefix": "cli/",
            "BufferingHints": QUIET,
            "ProcessingConfiguration": {"Enabled": True, "Processors": [
@@ -326,7 +318,7 @@ def test_seed001_function_via_the_aws_cli(srv, tmp_path):
 
 def test_seed002_style_enrichment_gives_the_expected_output(srv):
     client = srv.client()
-    expected = (LAMBDA_DIR / "extra2" / "expected_output.json").read_text()
+    expected = (SEED_LAMBDAS / "extra2" / "expected_output.json").read_text()
     assert expected.endswith("\n")
     source = expected.rstrip("\n").replace(', "EXTRA2": 181.43999999999997', "")
     assert source != expected.rstrip("\n")

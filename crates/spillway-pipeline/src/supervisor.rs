@@ -552,39 +552,73 @@ impl Supervisor {
     fn cut(&self, i: usize) -> Option<Intent> {
         let lane = &self.lanes[i];
         let plan = lane_plan(&self.plan, lane.name)?;
-        let first = lane.entries.front()?.lsn;
-        let last = lane.entries.back()?.lsn;
-        let arrival = Utc.timestamp_millis_opt(lane.oldest_arrival_ms()?).single().unwrap_or_else(Utc::now);
-        let s = seed(self.plan.id, first, last, lane.name);
+        let (first, last) = (lane.entries.front()?.lsn, lane.entries.back()?.lsn);
+        Some(self.new_intent(plan, (first, last), lane.oldest_arrival_ms()?, lane.name, ObjectPrefix::Evaluate))
+    }
+
+    /// The intent of an object of `plan` holding WAL range `first..=last`; `discriminator` (the
+    /// lane or partition) makes its name and random strings unique to it.
+    fn new_intent(
+        &self,
+        plan: &ObjectLane,
+        (first, last): (Lsn, Lsn),
+        oldest_ms: i64,
+        discriminator: &str,
+        prefix: ObjectPrefix<'_>,
+    ) -> Intent {
+        let arrival = Utc.timestamp_millis_opt(oldest_ms).single().unwrap_or_else(Utc::now);
+        let s = seed(self.plan.id, first, last, discriminator);
         let compression = Compression::from_firehose(&plan.compression).unwrap_or(Compression::Uncompressed);
         let extension = plan.file_extension.clone().unwrap_or_else(|| compression.extension().to_string());
-        let uuid = object_uuid(self.plan.id, first, last, lane.name);
+        let uuid = object_uuid(self.plan.id, first, last, discriminator);
         let tz = plan.prefix.time_zone();
         let suffix = object_suffix(&self.plan.name, self.plan.version_id, Utc::now(), tz, &uuid, &extension);
-        let (key, error) = match plan.prefix.evaluate_prefix(arrival, &NoKeys, s) {
-            Ok(prefix) => (prefix + &suffix, None),
-            Err(e) => {
-                let prefix = plan.prefix.evaluate_error_prefix(arrival, S3_FAILED, s);
-                let error = ErrorOutput {
-                    output_type: S3_FAILED.into(),
-                    code: "S3.InvalidPrefix".into(),
-                    message: e.to_string(),
-                    attempts: 1,
-                    ending_ms: now_ms(),
-                };
-                (prefix + &suffix, Some(error))
-            }
+        let mut error = None;
+        let prefix = match prefix {
+            ObjectPrefix::Evaluated(p) => p.to_string(),
+            ObjectPrefix::Error(output_type) => plan.prefix.evaluate_error_prefix(arrival, output_type, s),
+            ObjectPrefix::Evaluate => match plan.prefix.evaluate_prefix(arrival, &NoKeys, s) {
+                Ok(p) => p,
+                Err(e) => {
+                    error = Some(ErrorOutput {
+                        output_type: S3_FAILED.into(),
+                        code: "S3.InvalidPrefix".into(),
+                        message: e.to_string(),
+                        attempts: 1,
+                        ending_ms: now_ms(),
+                    });
+                    plan.prefix.evaluate_error_prefix(arrival, S3_FAILED, s)
+                }
+            },
         };
-        Some(Intent {
+        Intent {
             first,
             last,
             bucket_arn: plan.bucket_arn.clone(),
-            key,
+            key: prefix + &suffix,
             compression: plan.compression.clone(),
             kms_key_arn: plan.kms_key_arn.clone(),
             error,
             partition: None,
-        })
+        }
+    }
+
+    /// Sends an intent's records to the `s3-failed` error output: same object name under the
+    /// evaluated error prefix.
+    fn redirect_to_s3_failed(
+        &self,
+        plan: &ObjectLane,
+        intent: &mut Intent,
+        oldest_ms: i64,
+        (code, message): (String, String),
+        attempts: u32,
+    ) {
+        let arrival = Utc.timestamp_millis_opt(oldest_ms).single().unwrap_or_else(Utc::now);
+        let s = seed(self.plan.id, intent.first, intent.last, "error");
+        let name = intent.key.rsplit('/').next().unwrap_or(&intent.key).to_string();
+        intent.key = plan.prefix.evaluate_error_prefix(arrival, S3_FAILED, s) + &name;
+        intent.error =
+            Some(ErrorOutput { output_type: S3_FAILED.into(), code, message, attempts, ending_ms: now_ms() });
     }
 
     async fn persist_intent(&mut self, i: usize, intent: Option<Intent>) {
@@ -672,20 +706,10 @@ impl Supervisor {
                     if !e.is_retryable() && intent.error.is_none() {
                         // The destination will never take these records under this key: send them to
                         // the error output instead (and remember that across a crash).
-                        let plan = lane_plan(&self.plan, lane_name);
-                        let arrival =
-                            Utc.timestamp_millis_opt(entries.iter().map(|e| e.arrival_ms).min().unwrap_or(0)).single();
-                        if let (Some(plan), Some(arrival)) = (plan, arrival) {
-                            let s = seed(self.plan.id, intent.first, intent.last, "error");
-                            let name = intent.key.rsplit('/').next().unwrap_or(&intent.key).to_string();
-                            intent.key = plan.prefix.evaluate_error_prefix(arrival, S3_FAILED, s) + &name;
-                            intent.error = Some(ErrorOutput {
-                                output_type: S3_FAILED.into(),
-                                code: e.firehose_code().into(),
-                                message: e.to_string(),
-                                attempts,
-                                ending_ms: now_ms(),
-                            });
+                        if let Some(plan) = lane_plan(&self.plan, lane_name) {
+                            let oldest = entries.iter().map(|e| e.arrival_ms).min().unwrap_or(0);
+                            let error = (e.firehose_code().to_string(), e.to_string());
+                            self.redirect_to_s3_failed(plan, &mut intent, oldest, error, attempts);
                             self.persist_intent(i, Some(intent.clone())).await;
                             encoded = None;
                             continue;
@@ -813,6 +837,16 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// How an object's prefix is found.
+enum ObjectPrefix<'a> {
+    /// Evaluate the lane's `Prefix` (no partition keys) at the oldest arrival.
+    Evaluate,
+    /// Already evaluated (a dynamic partition).
+    Evaluated(&'a str),
+    /// The `ErrorOutputPrefix` for this error output type.
+    Error(&'a str),
 }
 
 /// Which partitions a flush takes.
@@ -1292,51 +1326,16 @@ impl Supervisor {
 
     /// The object (key and WAL range) of a partition's buffer.
     fn cut_partition(&self, id: &str, buf: &PartitionBuffer) -> Intent {
-        let plan = &self.plan.s3.main;
-        let (first, last) = (buf.first_lsn, buf.last_lsn);
-        let arrival = Utc.timestamp_millis_opt(buf.oldest_arrival_ms).single().unwrap_or_else(Utc::now);
-        let s = seed(self.plan.id, first, last, id);
-        let compression = Compression::from_firehose(&plan.compression).unwrap_or(Compression::Uncompressed);
-        let extension = plan.file_extension.clone().unwrap_or_else(|| compression.extension().to_string());
-        let uuid = object_uuid(self.plan.id, first, last, id);
-        let suffix = object_suffix(
-            &self.plan.name,
-            self.plan.version_id,
-            Utc::now(),
-            plan.prefix.time_zone(),
-            &uuid,
-            &extension,
-        );
-        let mut error = None;
         let prefix = if let Some(prefix) = id.strip_prefix(DP_PARTITION) {
-            prefix.to_string()
+            ObjectPrefix::Evaluated(prefix)
         } else if let Some(output_type) = id.strip_prefix(ERROR_PARTITION) {
-            plan.prefix.evaluate_error_prefix(arrival, output_type, s)
+            ObjectPrefix::Error(output_type)
         } else {
-            match plan.prefix.evaluate_prefix(arrival, &NoKeys, s) {
-                Ok(prefix) => prefix,
-                Err(e) => {
-                    error = Some(ErrorOutput {
-                        output_type: S3_FAILED.into(),
-                        code: "S3.InvalidPrefix".into(),
-                        message: e.to_string(),
-                        attempts: 1,
-                        ending_ms: now_ms(),
-                    });
-                    plan.prefix.evaluate_error_prefix(arrival, S3_FAILED, s)
-                }
-            }
+            ObjectPrefix::Evaluate
         };
-        Intent {
-            first,
-            last,
-            bucket_arn: plan.bucket_arn.clone(),
-            key: prefix + &suffix,
-            compression: plan.compression.clone(),
-            kms_key_arn: plan.kms_key_arn.clone(),
-            error,
-            partition: Some(id.to_string()),
-        }
+        let range = (buf.first_lsn, buf.last_lsn);
+        let intent = self.new_intent(&self.plan.s3.main, range, buf.oldest_arrival_ms, id, prefix);
+        Intent { partition: Some(id.to_string()), ..intent }
     }
 
     /// Writes the objects of `jobs` (each intent already persisted), several at a time, retrying the
@@ -1383,23 +1382,13 @@ impl Supervisor {
                         let convertible = job.intent.error.is_none() && !job.id.starts_with(ERROR_PARTITION);
                         if (!e.is_retryable() || expired) && convertible {
                             // The destination does not take these records: they go to the error output.
-                            let plan = &self.plan.s3.main;
-                            let arrival = Utc.timestamp_millis_opt(job.oldest_ms).single().unwrap_or_else(Utc::now);
-                            let s = seed(self.plan.id, job.intent.first, job.intent.last, "error");
-                            let name = job.intent.key.rsplit('/').next().unwrap_or(&job.intent.key).to_string();
-                            job.intent.key = plan.prefix.evaluate_error_prefix(arrival, S3_FAILED, s) + &name;
-                            let (code, message) = if e.is_retryable() {
+                            let error = if e.is_retryable() {
                                 ("S3.RetryDurationExceeded".to_string(), format!("retry duration exceeded: {e}"))
                             } else {
                                 (e.firehose_code().to_string(), e.to_string())
                             };
-                            job.intent.error = Some(ErrorOutput {
-                                output_type: S3_FAILED.into(),
-                                code,
-                                message,
-                                attempts: job.attempts,
-                                ending_ms: now_ms(),
-                            });
+                            let (plan, oldest, attempts) = (&self.plan.s3.main, job.oldest_ms, job.attempts);
+                            self.redirect_to_s3_failed(plan, &mut job.intent, oldest, error, attempts);
                             job.body = None;
                             self.state.partitions.entry(job.id.clone()).or_default().pending = Some(job.intent.clone());
                             converted = true;
@@ -1519,23 +1508,13 @@ fn encode_frames(
     let file = intent.key.rsplit('/').next().unwrap_or(&intent.key);
     let entry_name = file.strip_suffix(compression.extension()).unwrap_or(file);
     let mut enc = Encoder::new(compression, gzip_level, entry_name, buf.len());
-    let b64 = base64::engine::general_purpose::STANDARD;
     let mut line = String::new();
     for f in frames(buf) {
         match &intent.error {
             None => enc.write(f.data).map_err(|e| e.to_string())?,
             Some(err) => {
-                line.clear();
-                let value = serde_json::json!({
-                    "attemptsMade": err.attempts,
-                    "arrivalTimestamp": f.arrival_ms,
-                    "errorCode": err.code,
-                    "errorMessage": err.message,
-                    "attemptEndingTimestamp": err.ending_ms,
-                    "rawData": b64.encode(originals.and_then(|o| o.get(&(f.lsn, f.index))).map_or(f.data, |r| &r[..])),
-                });
-                line.push_str(&value.to_string());
-                line.push('\n');
+                let raw = originals.and_then(|o| o.get(&(f.lsn, f.index))).map_or(f.data, |r| &r[..]);
+                error_line(&mut line, err, f.arrival_ms, raw);
                 enc.write(line.as_bytes()).map_err(|e| e.to_string())?;
             }
         }
@@ -1553,6 +1532,21 @@ async fn sleep_until_ms(deadline_ms: Option<i64>) {
     }
 }
 
+/// Replaces `line` with the error-output JSON line (reference §10) of one record.
+fn error_line(line: &mut String, err: &ErrorOutput, arrival_ms: i64, raw: &[u8]) {
+    let value = serde_json::json!({
+        "attemptsMade": err.attempts,
+        "arrivalTimestamp": arrival_ms,
+        "errorCode": err.code,
+        "errorMessage": err.message,
+        "attemptEndingTimestamp": err.ending_ms,
+        "rawData": base64::engine::general_purpose::STANDARD.encode(raw),
+    });
+    line.clear();
+    line.push_str(&value.to_string());
+    line.push('\n');
+}
+
 /// The bytes of an intent's object: the records concatenated byte for byte (Firehose adds no
 /// delimiter), or the error-output JSON lines; then compressed.
 fn encode(intent: &Intent, entries: &[Buffered], gzip_level: u32) -> Result<Bytes, String> {
@@ -1561,7 +1555,6 @@ fn encode(intent: &Intent, entries: &[Buffered], gzip_level: u32) -> Result<Byte
     let entry_name = file.strip_suffix(compression.extension()).unwrap_or(file);
     let size: usize = entries.iter().map(|e| e.bytes).sum();
     let mut enc = Encoder::new(compression, gzip_level, entry_name, size);
-    let b64 = base64::engine::general_purpose::STANDARD;
     let mut line = String::new();
     for e in entries.iter().filter(|e| e.lsn >= intent.first && e.lsn <= intent.last) {
         let view = EntryView::parse(&e.payload).map_err(|err| err.to_string())?;
@@ -1569,17 +1562,7 @@ fn encode(intent: &Intent, entries: &[Buffered], gzip_level: u32) -> Result<Byte
             match &intent.error {
                 None => enc.write(record).map_err(|err| err.to_string())?,
                 Some(err) => {
-                    line.clear();
-                    let value = serde_json::json!({
-                        "attemptsMade": err.attempts,
-                        "arrivalTimestamp": e.arrival_ms,
-                        "errorCode": err.code,
-                        "errorMessage": err.message,
-                        "attemptEndingTimestamp": err.ending_ms,
-                        "rawData": b64.encode(record),
-                    });
-                    line.push_str(&value.to_string());
-                    line.push('\n');
+                    error_line(&mut line, err, e.arrival_ms, record);
                     enc.write(line.as_bytes()).map_err(|err| err.to_string())?;
                 }
             }
