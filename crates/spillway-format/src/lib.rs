@@ -5,3 +5,4 @@
 //! come with it. It never touches the network; destinations receive the bytes it produces.
 
 pub mod compression;
+pub mod schema;
