@@ -28,6 +28,10 @@ pub struct Config {
     /// Functions of Lambda processors, by LambdaArn or function name (`[functions."..."]`).
     #[serde(default)]
     pub functions: spillway_pipeline::processors::functions::FunctionsConfig,
+    /// Table definitions standing in for the Glue tables of `SchemaConfiguration` (`[[tables]]`:
+    /// `file = "..."` or `ddl = "..."`, optional `database`); they win over `<data-dir>/tables/`.
+    #[serde(default)]
+    pub tables: Vec<spillway_format::table::TableSource>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,7 +84,18 @@ pub struct Credential {
 impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("invalid configuration in {}", path.display()))
+        let mut config: Config =
+            toml::from_str(&text).with_context(|| format!("invalid configuration in {}", path.display()))?;
+        // Relative paths in `[[tables]]` are relative to the folder of spillway.toml, like those of `[functions]`.
+        let base_dir = path.parent().unwrap_or(Path::new("."));
+        for table in &mut config.tables {
+            if let Some(file) = &mut table.file
+                && file.is_relative()
+            {
+                *file = base_dir.join(&*file);
+            }
+        }
+        Ok(config)
     }
 }
 
@@ -121,5 +136,47 @@ mod tests {
         assert_eq!(c.delivery.active_partitions_limit, Some(20));
         assert_eq!(c.functions.len(), 1);
         assert!(toml::from_str::<Config>("[server]\nlisten_addr = \"x\"").is_err());
+    }
+
+    #[test]
+    fn tables_resolve_relative_files_against_the_configuration_folder() {
+        use spillway_format::table::TableSource;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spillway.toml");
+        std::fs::write(
+            &path,
+            r#"
+            [[tables]]
+            database = "kinesislab"
+            file = "tables/nyctaxitrips.sql"
+
+            [[tables]]
+            file = "/etc/spillway/orders.json"
+
+            [[tables]]
+            database = "web"
+            ddl = "CREATE TABLE clicks (url string)"
+            "#,
+        )
+        .unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(
+            c.tables,
+            [
+                TableSource {
+                    database: Some("kinesislab".into()),
+                    file: Some(dir.path().join("tables/nyctaxitrips.sql")),
+                    ddl: None
+                },
+                TableSource { database: None, file: Some("/etc/spillway/orders.json".into()), ddl: None },
+                TableSource {
+                    database: Some("web".into()),
+                    file: None,
+                    ddl: Some("CREATE TABLE clicks (url string)".into())
+                },
+            ]
+        );
+        assert!(toml::from_str::<Config>("").unwrap().tables.is_empty());
+        assert!(toml::from_str::<Config>("[[tables]]\npath = \"t.sql\"").is_err(), "unknown keys are errors");
     }
 }

@@ -3,11 +3,13 @@
 //! Domain logic lives in the library crates; this file only parses arguments and hands over.
 
 mod bench;
+mod bench_conversion;
 mod bench_delivery;
 mod bench_processing;
 mod config;
 mod inspect;
 mod serve;
+mod tables;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -27,6 +29,11 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(serve::ServeArgs),
+    /// Table definitions: the local stand-ins for the Glue tables of SchemaConfiguration.
+    Tables {
+        #[command(subcommand)]
+        command: tables::TablesCommand,
+    },
     /// Inspect the write-ahead log.
     Wal {
         #[command(subcommand)]
@@ -60,6 +67,8 @@ enum BenchCommand {
     Delivery(bench_delivery::DeliveryArgs),
     /// Transformation and dynamic partitioning: jq into many partitions, a warm Python handler.
     Processing(bench_processing::ProcessingArgs),
+    /// Record format conversion (NDJSON to Parquet or ORC) on one core, against pyarrow.
+    Conversion(bench_conversion::ConversionArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,9 +83,11 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Tables { command } => tables::run(command),
         Command::Wal { command: WalCommand::Inspect { data_dir, record_ids } } => inspect::run(&data_dir, record_ids),
         Command::Bench { command: BenchCommand::Ingest(args) } => bench::ingest(args),
         Command::Bench { command: BenchCommand::Delivery(args) } => bench_delivery::delivery(args),
         Command::Bench { command: BenchCommand::Processing(args) } => bench_processing::processing(args),
+        Command::Bench { command: BenchCommand::Conversion(args) } => bench_conversion::conversion(args),
     }
 }

@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use spillway_api::{ApiConfig, sigv4};
 use spillway_destination::ObjectStores;
+use spillway_format::table::TableRegistry;
 use spillway_pipeline::processors::functions::FunctionRegistry;
 use spillway_pipeline::{Service, ServiceConfig};
 use spillway_wal::{Wal, WalOptions};
@@ -73,6 +74,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let functions = Arc::new(
         FunctionRegistry::new(config.functions, &config_dir).context("invalid [functions] in the configuration")?,
     );
+    let tables = Arc::new(
+        TableRegistry::new(Some(data_dir.join("tables")), &config.tables)
+            .context("invalid [[tables]] in the configuration")?,
+    );
     let service = Service::open(
         ServiceConfig {
             region,
@@ -91,6 +96,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .delivery
                 .partition_memory_bytes
                 .unwrap_or(spillway_pipeline::service::DEFAULT_PARTITION_MEMORY_BYTES),
+            tables,
         },
         wal.clone(),
     )?;

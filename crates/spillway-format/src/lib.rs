@@ -5,4 +5,8 @@
 //! come with it. It never touches the network; destinations receive the bytes it produces.
 
 pub mod compression;
+pub mod convert;
+pub mod json;
+pub mod orc;
 pub mod schema;
+pub mod table;

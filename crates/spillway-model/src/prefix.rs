@@ -31,14 +31,14 @@
 //! | `!{partitionKeyFromLambda:<k>}` | the Lambda's `metadata.partitionKeys.<k>` | Prefix, dynamic partitioning only |
 //!
 //! Timestamp patterns follow `java.time.format.DateTimeFormatter` in an English locale: `G` era, `y`/`u` year
-//! (`yy` = two digits, `yyyy`+ pads), `M`/`L` month (`M`, `MM`, `MMM` = `Aug`, `MMMM` = `August`, `MMMMM` = `A`),
+//! (`yy` = two digits, `yyyy`+ pads), `Y` week-based year (US weeks, Sunday first), `M`/`L` month (`M`, `MM`, `MMM` = `Aug`, `MMMM` = `August`, `MMMMM` = `A`),
 //! `Q`/`q` quarter, `d`, `D` day-of-year, `E` day-of-week (`Mon`, `Monday`, `M`), `a` AM/PM, `H`, `h`, `K`, `k`,
 //! `m`, `s`, `S`… fraction (truncated), `n`/`N`/`A` nano-of-second/nano-of-day/milli-of-day, `VV` zone id,
 //! `z` zone abbreviation, `O`/`ZZZZ` `GMT+9`-style offsets, `X`/`x`/`Z` numeric offsets. Text in single
 //! quotes is literal (`''` is a quote, inside or outside quotes), `[` `]` optional sections always print (a
 //! zoned instant has every field), `#` `{` are reserved, any other non-letter is literal. Letter counts are
 //! checked as Java checks them (`mmm` → `Too many pattern letters: m`). Unknown letters, and the
-//! locale-dependent `B c e F g v w W Y`, the pad modifier `p` and full zone names `zzzz` are create-time
+//! locale-dependent `B c e F g v w W`, the pad modifier `p` and full zone names `zzzz` are create-time
 //! errors: spillway has no locale data to reproduce them faithfully. `z` prints the tzdb abbreviation (`JST`,
 //! `EDT`, `UTC`), or the `GMT+05:45` offset where tzdb has only a number.
 //!
@@ -700,9 +700,12 @@ enum TextWidth {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum TimeItem {
     Literal(String),
-    /// `y` (year-of-era) or `u` (proleptic year) repeated `count` times.
+    /// `y` (year-of-era), `u` (proleptic year) or `Y` (week-based year) repeated `count` times.
     Year {
         proleptic: bool,
+        /// `Y`: the year of the week (Sunday to Saturday, as in the US English locale) that holds
+        /// the day; the week of January 1 is the first week of its year.
+        week_based: bool,
         count: usize,
     },
     /// A zero-padded number of at least `width` digits.
@@ -809,8 +812,8 @@ fn pattern_letter(c: char, count: usize) -> Result<TimeItem, String> {
     let number_or_text = |num, txt| if count <= 2 { Ok(Number { field: num, width: count }) } else { text(txt) };
     match c {
         'G' => text(TextField::Era),
-        'y' | 'u' if count <= 19 => Ok(Year { proleptic: c == 'u', count }),
-        'y' | 'u' => too_many(),
+        'y' | 'u' | 'Y' if count <= 19 => Ok(Year { proleptic: c == 'u', week_based: c == 'Y', count }),
+        'y' | 'u' | 'Y' => too_many(),
         'M' | 'L' => number_or_text(NumField::Month, TextField::Month),
         'Q' | 'q' => number_or_text(NumField::Quarter, TextField::Quarter),
         'E' => text(TextField::DayOfWeek),
@@ -852,7 +855,7 @@ fn pattern_letter(c: char, count: usize) -> Result<TimeItem, String> {
         'Z' if count == 4 => Ok(LocalizedOffset { full: true }),
         'Z' if count == 5 => Ok(Offset { kind: 6, zero: "Z" }),
         'Z' => too_many(),
-        'B' | 'c' | 'e' | 'F' | 'g' | 'p' | 'v' | 'w' | 'W' | 'Y' => {
+        'B' | 'c' | 'e' | 'F' | 'g' | 'p' | 'v' | 'w' | 'W' => {
             Err(format!("pattern letter '{c}' is locale-dependent or a modifier and is not supported"))
         }
         _ => Err(format!("Unknown pattern letter: {c}")),
@@ -880,8 +883,9 @@ impl TimeItem {
     fn format(&self, out: &mut String, t: &DateTime<Tz>) {
         match self {
             Self::Literal(s) => out.push_str(s),
-            Self::Year { proleptic, count } => {
-                push_year(out, if *proleptic { t.year() } else { year_of_era(t.year()) }, *count)
+            Self::Year { proleptic, week_based, count } => {
+                let year = if *week_based { week_based_year(t) } else { t.year() };
+                push_year(out, if *proleptic || *week_based { year } else { year_of_era(year) }, *count)
             }
             Self::Number { field, width } => {
                 let nanos = u64::from(t.nanosecond().min(999_999_999));
@@ -1050,6 +1054,14 @@ fn push_year(out: &mut String, year: i32, count: usize) {
     let _ = write!(out, "{abs:0count$}");
 }
 
+/// The week-based year (`Y`) in the US English locale: weeks run Sunday to Saturday and the week
+/// holding January 1 is week 1, so the last days of December can belong to the next year. (Seed
+/// 004's prefix uses `YYYY`; the real service accepts it.)
+fn week_based_year(t: &DateTime<Tz>) -> i32 {
+    let saturday = t.date_naive() + chrono::Duration::days(6 - i64::from(t.weekday().num_days_from_sunday()));
+    saturday.year()
+}
+
 /// Year-of-era (`y`): 1 BC is year-of-era 1.
 fn year_of_era(year: i32) -> i32 {
     if year >= 1 { year } else { 1 - year }
@@ -1093,6 +1105,19 @@ mod tests {
 
     fn constraint_msg(what: &str) -> String {
         format!("The supplied prefix(es) do not satisfy the following constraint: {what}")
+    }
+
+    #[test]
+    fn week_based_year_as_in_seed004() {
+        let p = |t| {
+            let plan = PrefixPlan::parse(opts(Some("year=!{timestamp:YYYY}/"), Some("e/"))).unwrap();
+            eval(&plan, t)
+        };
+        assert_eq!(p(at(2020, 9, 3, 9, 0, 0)), "year=2020/");
+        // 2020-12-27 is a Sunday: that week holds 2021-01-01.
+        assert_eq!(p(at(2020, 12, 26, 0, 0, 0)), "year=2020/");
+        assert_eq!(p(at(2020, 12, 27, 0, 0, 0)), "year=2021/");
+        assert_eq!(p(at(2021, 1, 2, 0, 0, 0)), "year=2021/");
     }
 
     fn eval(p: &PrefixPlan, t: DateTime<Utc>) -> String {
@@ -1381,7 +1406,7 @@ mod tests {
         {
             assert!(pattern_error(p).contains("Too many pattern letters"), "{p}");
         }
-        for p in ["ww", "YYYY", "e", "zzzz", "ppH"] {
+        for p in ["ww", "e", "zzzz", "ppH"] {
             assert!(pattern_error(p).contains("not supported"), "{p}");
         }
         // The same rules in an ErrorOutputPrefix name that member.

@@ -94,9 +94,25 @@ pub struct StreamRecord {
     pub encryption_calls: Vec<f64>,
 }
 
-/// Decides whether spillway can run a stream of this type with this destination; `Err` carries the
-/// `FailureDescription.Details` of a `CREATING_FAILED` stream.
-pub type Capabilities<'a> = &'a dyn Fn(&str, &DestinationKind, &Value) -> Result<(), String>;
+/// Why a configuration that passed the model's checks cannot run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// spillway cannot run it (yet): the stream is created as `CREATING_FAILED` with these
+    /// `FailureDescription.Details` (an update is refused with InvalidArgumentException).
+    Unsupported(String),
+    /// The configuration is wrong in a way the real service refuses at the API (an unknown table,
+    /// a bad processor parameter): the request fails with this error.
+    Invalid(ApiError),
+}
+
+impl From<String> for Refusal {
+    fn from(details: String) -> Self {
+        Refusal::Unsupported(details)
+    }
+}
+
+/// Decides whether spillway can run a stream of this type with this destination.
+pub type Capabilities<'a> = &'a dyn Fn(&str, &DestinationKind, &Value) -> Result<(), Refusal>;
 
 fn object(input: &Value) -> Result<&Map<String, Value>, ApiError> {
     input.as_object().ok_or_else(|| ApiError::serialization("request body must be a JSON object"))
@@ -283,7 +299,10 @@ pub fn create(input: &Value, id: u64, ctx: Ctx<'_>, supports: Capabilities<'_>) 
     };
     let (status, failure) = match supports(stream_type, kind, config) {
         Ok(()) => (status::ACTIVE, None),
-        Err(details) => (status::CREATING_FAILED, Some(json!({"Type": "UNKNOWN_ERROR", "Details": details}))),
+        Err(Refusal::Unsupported(details)) => {
+            (status::CREATING_FAILED, Some(json!({"Type": "UNKNOWN_ERROR", "Details": details})))
+        }
+        Err(Refusal::Invalid(e)) => return Err(e),
     };
     Ok(StreamRecord {
         id,
@@ -482,7 +501,10 @@ impl StreamRecord {
             (kind.create, config)
         };
         let new_kind = destination::by_create(new_member).unwrap_or(kind);
-        supports(&self.stream_type, new_kind, &new_config).map_err(ApiError::invalid_argument)?;
+        supports(&self.stream_type, new_kind, &new_config).map_err(|r| match r {
+            Refusal::Unsupported(details) => ApiError::invalid_argument(details),
+            Refusal::Invalid(e) => e,
+        })?;
         if new_kind.is_s3() {
             destination::check_s3_rules(&new_config)?;
             let was_backup = self.destination.get("S3BackupMode").and_then(Value::as_str) == Some("Enabled");
@@ -669,8 +691,8 @@ mod tests {
         Ctx { region: "us-east-1", account_id: "123456789012", now: 1_700_000_000.5 }
     }
 
-    fn s3_only(_: &str, kind: &DestinationKind, _: &Value) -> Result<(), String> {
-        if kind.is_s3() { Ok(()) } else { Err(format!("cannot deliver to {} yet", kind.label)) }
+    fn s3_only(_: &str, kind: &DestinationKind, _: &Value) -> Result<(), Refusal> {
+        if kind.is_s3() { Ok(()) } else { Err(Refusal::Unsupported(format!("cannot deliver to {} yet", kind.label))) }
     }
 
     fn s3_stream() -> StreamRecord {

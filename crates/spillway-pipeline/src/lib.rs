@@ -5,6 +5,7 @@
 //! (spillway-format) or destinations' wire protocols (spillway-destination) directly.
 
 mod fsutil;
+pub mod conversion;
 pub mod metrics;
 pub mod partition;
 pub mod processing;

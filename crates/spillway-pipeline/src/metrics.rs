@@ -111,6 +111,7 @@ pub struct ProcessingFamilies {
     partition_count_exceeded: Family<StreamLabel, Gauge>,
     active_partitions_limit: Family<StreamLabel, Gauge>,
     jq_duration: Histograms,
+    conversion: [Family<StreamLabel, Counter>; 4],
 }
 
 /// One stream's processing handles.
@@ -134,6 +135,13 @@ pub struct ProcessingMetrics {
     pub active_partitions_limit: Gauge,
     /// `JQProcessing.Duration`: milliseconds of jq per processed batch.
     pub jq_duration: Histogram,
+    /// `SucceedConversion.Records` / `.Bytes`: records converted to Parquet / ORC (counted when
+    /// their object is stored).
+    pub succeed_conversion_records: Counter,
+    pub succeed_conversion_bytes: Counter,
+    /// `FailedConversion.Records` / `.Bytes`: records sent to `format-conversion-failed`.
+    pub failed_conversion_records: Counter,
+    pub failed_conversion_bytes: Counter,
 }
 
 impl ProcessingMetrics {
@@ -185,6 +193,17 @@ impl ProcessingFamilies {
         let active_partitions_limit = gauge("ActivePartitionsLimit", "Active-partition limit");
         let jq_duration: Histograms = Family::new_with_constructor(latency_histogram);
         registry.register("JQProcessing_Duration", "Milliseconds of jq per processed batch", jq_duration.clone());
+        let mut counter = |name: &str, help: &str| {
+            let f = Family::<StreamLabel, Counter>::default();
+            registry.register(name, help, f.clone());
+            f
+        };
+        let conversion = [
+            counter("SucceedConversion_Records", "Records converted to Parquet or ORC"),
+            counter("SucceedConversion_Bytes", "Bytes of the records converted to Parquet or ORC"),
+            counter("FailedConversion_Records", "Records that could not be converted"),
+            counter("FailedConversion_Bytes", "Bytes of the records that could not be converted"),
+        ];
         Self {
             execute_duration,
             execute_success,
@@ -197,6 +216,7 @@ impl ProcessingFamilies {
             partition_count_exceeded,
             active_partitions_limit,
             jq_duration,
+            conversion,
         }
     }
 
@@ -213,6 +233,10 @@ impl ProcessingFamilies {
             partition_count_exceeded: self.partition_count_exceeded.get_or_create(l).clone(),
             active_partitions_limit: self.active_partitions_limit.get_or_create(l).clone(),
             jq_duration: self.jq_duration.get_or_create(l).clone(),
+            succeed_conversion_records: self.conversion[0].get_or_create(l).clone(),
+            succeed_conversion_bytes: self.conversion[1].get_or_create(l).clone(),
+            failed_conversion_records: self.conversion[2].get_or_create(l).clone(),
+            failed_conversion_bytes: self.conversion[3].get_or_create(l).clone(),
         }
     }
 
@@ -227,6 +251,9 @@ impl ProcessingFamilies {
             f.remove(l);
         }
         self.jq_duration.remove(l);
+        for f in &self.conversion {
+            f.remove(l);
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 //! - control-plane operations are serialized by the map's write lock and run on blocking threads
 //!   (they fsync); the put path takes only read locks.
 
+use crate::conversion::ConversionPlan;
 use crate::metrics::{Metrics, StreamMetrics};
 use crate::processing::ProcessingPlan;
 use crate::processors::functions::FunctionRegistry;
@@ -22,7 +23,8 @@ use spillway_destination::ObjectStores;
 use spillway_model::destination::DestinationKind;
 use spillway_model::plan::S3Plan;
 use spillway_model::put::PutRequest;
-use spillway_model::stream::{self, Ctx, StreamRecord};
+use spillway_format::table::TableRegistry;
+use spillway_model::stream::{self, Ctx, Refusal, StreamRecord};
 use spillway_model::{ApiError, ErrorCode, Operation, entry};
 use spillway_wal::{AppendError, Wal};
 use std::collections::{BTreeMap, HashMap};
@@ -58,6 +60,8 @@ pub struct ServiceConfig {
     pub active_partitions_limit: usize,
     /// Memory of one stream's partition buffers before they spill to disk.
     pub partition_memory_bytes: usize,
+    /// Table definitions for record format conversion (`[[tables]]`, `<data-dir>/tables`).
+    pub tables: Arc<TableRegistry>,
 }
 
 /// Firehose's default active-partition limit per stream (reference §12).
@@ -105,37 +109,42 @@ fn now_millis() -> i64 {
 }
 
 /// What this build can run: DirectPut streams delivering to S3 / Extended S3, with data
-/// transformation and dynamic partitioning, without record format conversion (yet). Anything else
-/// is refused honestly (CREATING_FAILED, or InvalidArgumentException on update) rather than
-/// delivered differently from what the configuration asks. `functions` resolves LambdaArns.
+/// transformation, dynamic partitioning and record format conversion. Other sources and
+/// destinations are refused honestly (CREATING_FAILED, or InvalidArgumentException on update)
+/// rather than delivered differently from what the configuration asks; a configuration the real
+/// service would refuse at the API (bad processor parameters, an unknown table) is refused with
+/// InvalidArgumentException. `functions` resolves LambdaArns, `tables` the conversion's table.
 pub fn capabilities(
-    functions: &FunctionRegistry,
+    config: &ServiceConfig,
     stream_type: &str,
     kind: &DestinationKind,
-    config: &Value,
-) -> Result<(), String> {
+    destination: &Value,
+) -> Result<(), Refusal> {
     if stream_type != "DirectPut" {
-        return Err(format!(
+        return Err(Refusal::Unsupported(format!(
             "spillway cannot read from {stream_type} sources yet; only DirectPut streams are supported"
-        ));
+        )));
     }
     if !kind.is_s3() {
-        return Err(format!(
+        return Err(Refusal::Unsupported(format!(
             "spillway cannot deliver to {} destinations yet; only S3 and Extended S3 destinations are supported",
             kind.label
-        ));
+        )));
     }
-    let plan = S3Plan::from_config(config).map_err(|e| e.message)?;
-    if plan.format_conversion {
-        return Err("spillway cannot do record format conversion (DataFormatConversionConfiguration) yet".into());
-    }
-    let processing = ProcessingPlan::from_config(config)?;
+    let plan = S3Plan::from_config(destination).map_err(Refusal::Invalid)?;
+    let processing =
+        ProcessingPlan::from_config(destination).map_err(|e| Refusal::Invalid(ApiError::invalid_argument(e)))?;
     if let Some(lambda) = processing.as_ref().and_then(|p| p.lambda.as_ref()) {
-        functions.check(&lambda.lambda_arn)?;
+        // Not a configuration error in AWS terms: the function exists there, spillway does not
+        // know where it runs. The stream cannot run: CREATING_FAILED, with what to add.
+        config.functions.check(&lambda.lambda_arn)?;
     }
     if plan.dynamic_partitioning {
-        ProcessingPlan::check_partition_keys(processing.as_ref(), &plan.main.prefix)?;
+        ProcessingPlan::check_partition_keys(processing.as_ref(), &plan.main.prefix)
+            .map_err(|e| Refusal::Invalid(ApiError::invalid_argument(e)))?;
     }
+    ConversionPlan::from_config(destination, &config.tables, &config.region, &config.account_id)
+        .map_err(Refusal::Invalid)?;
     Ok(())
 }
 
@@ -192,19 +201,25 @@ impl Service {
         }
     }
 
-    fn capabilities(&self, stream_type: &str, kind: &DestinationKind, config: &Value) -> Result<(), String> {
-        capabilities(&self.inner.config.functions, stream_type, kind, config)
+    fn capabilities(&self, stream_type: &str, kind: &DestinationKind, config: &Value) -> Result<(), Refusal> {
+        capabilities(&self.inner.config, stream_type, kind, config)
     }
 
     fn stream_plan(&self, record: &StreamRecord) -> Option<Arc<StreamPlan>> {
         if !record.is_active() || !record.kind().is_s3() {
             return None;
         }
+        let cfg = &self.inner.config;
         let plan = S3Plan::from_config(&record.destination)
             .map_err(|e| e.message)
-            .and_then(|s3| ProcessingPlan::from_config(&record.destination).map(|p| (s3, p)));
+            .and_then(|s3| ProcessingPlan::from_config(&record.destination).map(|p| (s3, p)))
+            .and_then(|(s3, p)| {
+                ConversionPlan::from_config(&record.destination, &cfg.tables, &cfg.region, &cfg.account_id)
+                    .map(|c| (s3, p, c))
+                    .map_err(|e| e.message)
+            });
         match plan {
-            Ok((s3, processing)) => Some(Arc::new(StreamPlan {
+            Ok((s3, processing, conversion)) => Some(Arc::new(StreamPlan {
                 name: record.name.clone(),
                 id: record.id,
                 version_id: record.version_id,
@@ -212,6 +227,7 @@ impl Service {
                 region: self.inner.config.region.clone(),
                 s3,
                 processing: processing.map(Arc::new),
+                conversion: conversion.map(Arc::new),
             })),
             Err(e) => {
                 tracing::error!(stream = %record.name, error = %e, "stored configuration has no delivery plan");

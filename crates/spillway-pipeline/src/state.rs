@@ -48,6 +48,10 @@ pub struct Intent {
     /// The partition the object belongs to (streams with processing or dynamic partitioning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition: Option<String>,
+    /// Record format conversion: the key of the `format-conversion-failed` object holding the
+    /// records of this range that could not be converted (written only when there are some).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors_key: Option<String>,
 }
 
 /// Progress of one lane (`main` or `backup`).
@@ -139,6 +143,7 @@ mod tests {
             kms_key_arn: None,
             error: None,
             partition: None,
+            errors_key: None,
         });
         s.partitions.entry("dp:a=1/".into()).or_default().delivered = 12;
         store.save(7, &s).unwrap();

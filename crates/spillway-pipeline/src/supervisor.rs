@@ -36,6 +36,7 @@
 //!   changes between invocations can, after a crash, put a record in another partition than the
 //!   first time.
 
+use crate::conversion::{ConversionPlan, FORMAT_CONVERSION_FAILED};
 use crate::metrics::{DeliveryMetrics, ProcessingMetrics};
 use crate::partition::{PartitionBuffer, Taken, append_spill, frames};
 use crate::processing::{ACTIVE_PARTITIONS_LIMIT_EXCEEDED, FailedRecord, ProcessingPlan, Processor};
@@ -84,13 +85,15 @@ pub struct StreamPlan {
     pub s3: S3Plan,
     /// `ProcessingConfiguration` when enabled.
     pub processing: Option<Arc<ProcessingPlan>>,
+    /// `DataFormatConversionConfiguration` when enabled.
+    pub conversion: Option<Arc<ConversionPlan>>,
 }
 
 impl StreamPlan {
     /// Whether the main lane processes records (processors or dynamic partitioning) instead of
     /// delivering the WAL's records as they are.
     pub fn partitioned(&self) -> bool {
-        self.processing.is_some() || self.s3.dynamic_partitioning
+        self.processing.is_some() || self.s3.dynamic_partitioning || self.conversion.is_some()
     }
 }
 
@@ -569,10 +572,25 @@ impl Supervisor {
         let arrival = Utc.timestamp_millis_opt(oldest_ms).single().unwrap_or_else(Utc::now);
         let s = seed(self.plan.id, first, last, discriminator);
         let compression = Compression::from_firehose(&plan.compression).unwrap_or(Compression::Uncompressed);
-        let extension = plan.file_extension.clone().unwrap_or_else(|| compression.extension().to_string());
+        let is_error = matches!(prefix, ObjectPrefix::Error(_));
+        // Converted objects are `.parquet` / `.orc` (FileExtension still wins); error output stays
+        // JSON lines.
+        let conversion = self.plan.conversion.as_ref().filter(|_| !is_error && std::ptr::eq(plan, &self.plan.s3.main));
+        let default_extension = match conversion {
+            Some(c) => c.conversion.output.extension(),
+            None => compression.extension(),
+        };
+        let extension = plan.file_extension.clone().unwrap_or_else(|| default_extension.to_string());
         let uuid = object_uuid(self.plan.id, first, last, discriminator);
         let tz = plan.prefix.time_zone();
-        let suffix = object_suffix(&self.plan.name, self.plan.version_id, Utc::now(), tz, &uuid, &extension);
+        let now = Utc::now();
+        let suffix = object_suffix(&self.plan.name, self.plan.version_id, now, tz, &uuid, &extension);
+        let errors_key = conversion.map(|_| {
+            let tag = format!("{discriminator}\u{0}{FORMAT_CONVERSION_FAILED}");
+            let uuid = object_uuid(self.plan.id, first, last, &tag);
+            let prefix = plan.prefix.evaluate_error_prefix(arrival, FORMAT_CONVERSION_FAILED, seed(self.plan.id, first, last, &tag));
+            prefix + &object_suffix(&self.plan.name, self.plan.version_id, now, tz, &uuid, compression.extension())
+        });
         let mut error = None;
         let prefix = match prefix {
             ObjectPrefix::Evaluated(p) => p.to_string(),
@@ -600,6 +618,7 @@ impl Supervisor {
             kms_key_arn: plan.kms_key_arn.clone(),
             error,
             partition: None,
+            errors_key,
         }
     }
 
@@ -959,6 +978,11 @@ struct Job {
     /// The frames, once read (kept to re-encode as error output).
     frames: Option<Arc<Vec<u8>>>,
     body: Option<Result<Bytes, String>>,
+    /// Record format conversion: the `format-conversion-failed` object, if records failed, and
+    /// whether it is stored.
+    errors_body: Option<Bytes>,
+    errors_stored: bool,
+    converted: Option<ConversionCounts>,
     records: u64,
     bytes: usize,
     oldest_ms: i64,
@@ -966,59 +990,107 @@ struct Job {
     failing_since: Option<Instant>,
 }
 
-async fn attempt_owned(
-    i: usize,
-    mut job: Job,
+/// What the conversion of one object did (for the metrics, counted once it is stored).
+#[derive(Debug, Clone, Copy, Default)]
+struct ConversionCounts {
+    records: u64,
+    bytes: u64,
+    failed: u64,
+    failed_bytes: u64,
+}
+
+/// What writing a job needs besides the job.
+#[derive(Clone)]
+struct JobContext {
     stores: Arc<ObjectStores>,
     gzip_level: u32,
     metrics: DeliveryMetrics,
-    wal: (Wal, u64),
-) -> (usize, Job, Result<(), ObjectError>) {
-    let result = attempt_job(&mut job, stores, gzip_level, metrics, wal).await;
+    wal: Wal,
+    tag: u64,
+    conversion: Option<Arc<ConversionPlan>>,
+    /// Whether frames hold processed records (so `rawData` must be read back from the WAL).
+    processed: bool,
+}
+
+async fn attempt_owned(i: usize, mut job: Job, ctx: JobContext) -> (usize, Job, Result<(), ObjectError>) {
+    let result = attempt_job(&mut job, ctx).await;
     if result.is_ok() {
         // Stored: the records are no longer needed (a batch can hold thousands of objects).
         job.frames = None;
         job.body = None;
+        job.errors_body = None;
     }
     (i, job, result)
 }
 
-/// One write attempt of a job's object.
-async fn attempt_job(
-    job: &mut Job,
-    stores: Arc<ObjectStores>,
-    gzip_level: u32,
-    metrics: DeliveryMetrics,
-    (wal, tag): (Wal, u64),
-) -> Result<(), ObjectError> {
-    if job.body.is_none() {
-        let (taken, frames, intent) = (job.taken.take(), job.frames.clone(), job.intent.clone());
+/// The body of a job's object: the frames as they are (or as error lines), or converted.
+struct Encoded {
+    body: Result<Bytes, String>,
+    errors: Option<Bytes>,
+    converted: Option<ConversionCounts>,
+}
+
+fn encode_job(intent: &Intent, id: &str, frames: &[u8], ctx: &JobContext) -> Encoded {
+    let conversion = ctx.conversion.as_ref().filter(|_| intent.error.is_none() && intent.errors_key.is_some());
+    let Some(plan) = conversion else {
         // Records a destination refused go to the error output as they were ingested (§10).
-        let originals = intent.error.is_some() && !job.id.starts_with(ERROR_PARTITION);
-        let (frames, body) = blocking(move || {
+        let originals = intent.error.is_some() && !id.starts_with(ERROR_PARTITION);
+        let raw = originals.then(|| original_records(&ctx.wal, ctx.tag, intent.first, intent.last));
+        let body = encode_frames(intent, frames, ctx.gzip_level, raw.as_ref());
+        return Encoded { body, errors: None, converted: None };
+    };
+    let converted = spillway_format::convert::convert(&plan.conversion, crate::partition::frames(frames).map(|f| f.data));
+    let out = match converted {
+        Ok(out) => out,
+        Err(e) => return Encoded { body: Err(e.to_string()), errors: None, converted: None },
+    };
+    let counts = ConversionCounts {
+        records: out.records,
+        bytes: out.bytes,
+        failed: out.failed.len() as u64,
+        failed_bytes: out.failed_bytes,
+    };
+    let errors = (!out.failed.is_empty()).then(|| {
+        let raw = ctx.processed.then(|| original_records(&ctx.wal, ctx.tag, intent.first, intent.last));
+        let all: Vec<crate::partition::Frame<'_>> = crate::partition::frames(frames).collect();
+        let (mut text, ending) = (String::new(), now_ms());
+        for (i, e) in &out.failed {
+            let Some(f) = all.get(*i) else { continue };
+            let original = raw.as_ref().and_then(|o| o.get(&(f.lsn, f.index))).map_or(f.data, |r| &r[..]);
+            plan.write_error_line(&mut text, e, f.arrival_ms, ending, original);
+        }
+        Bytes::from(text)
+    });
+    Encoded { body: Ok(Bytes::from(out.body)), errors, converted: Some(counts) }
+}
+
+/// One write attempt of a job's object.
+async fn attempt_job(job: &mut Job, ctx: JobContext) -> Result<(), ObjectError> {
+    if job.body.is_none() {
+        let (taken, frames, intent, id) = (job.taken.take(), job.frames.clone(), job.intent.clone(), job.id.clone());
+        let c = ctx.clone();
+        let read = blocking(move || {
             let frames = match frames {
-                Some(f) => Ok(f),
-                None => taken.unwrap_or_default().into_bytes().map(Arc::new),
+                Some(f) => f,
+                None => Arc::new(taken.unwrap_or_default().into_bytes()?),
             };
-            match frames {
-                Ok(f) => {
-                    let raw = originals.then(|| original_records(&wal, tag, intent.first, intent.last));
-                    let body = encode_frames(&intent, &f, gzip_level, raw.as_ref());
-                    (Ok(f), body)
-                }
-                Err(e) => (Err(e), Err(String::new())),
-            }
+            let encoded = encode_job(&intent, &id, &frames, &c);
+            Ok::<_, std::io::Error>((frames, encoded))
         })
         .await;
-        match frames {
-            Ok(f) => job.frames = Some(f),
+        match read {
+            Ok((frames, encoded)) => {
+                job.frames = Some(frames);
+                job.body = Some(encoded.body);
+                job.errors_body = encoded.errors;
+                job.converted = encoded.converted;
+            }
             Err(source) => {
                 // The spill file cannot be read: the records are still in the WAL (the floor holds
                 // them), so a restart delivers them; until then this keeps failing loudly.
                 return Err(ObjectError::Io { op: "read spilled records", path: PathBuf::new(), source });
             }
         }
-        job.body = Some(body);
     }
     let body = match &job.body {
         Some(Ok(b)) => b.clone(),
@@ -1032,9 +1104,20 @@ async fn attempt_job(
         ..PutOptions::default()
     };
     let (bucket, kms) = (job.intent.bucket_arn.clone(), job.intent.kms_key_arn.clone());
+    let stores = Arc::clone(&ctx.stores);
     let sink = blocking(move || stores.sink(&bucket, kms.as_deref())).await?;
+    if let (Some(errors), Some(key), false) = (&job.errors_body, &job.intent.errors_key, job.errors_stored) {
+        job.attempts += 1;
+        ctx.metrics.put_requests.inc();
+        sink.put(key, errors.clone(), &opts).await?;
+        job.errors_stored = true;
+    }
+    if body.is_empty() && job.converted.is_some() {
+        // Every record failed conversion: there is no file to write.
+        return Ok(());
+    }
     job.attempts += 1;
-    metrics.put_requests.inc();
+    ctx.metrics.put_requests.inc();
     sink.put(&job.intent.key, body, &opts).await
 }
 
@@ -1259,6 +1342,9 @@ impl Supervisor {
                 taken: None,
                 frames: Some(Arc::new(head)),
                 body: None,
+                errors_body: None,
+                errors_stored: false,
+                converted: None,
                 records,
                 bytes,
                 oldest_ms,
@@ -1316,6 +1402,9 @@ impl Supervisor {
                 intent,
                 frames: None,
                 body: None,
+                errors_body: None,
+                errors_stored: false,
+                converted: None,
                 attempts: 0,
                 failing_since: None,
             });
@@ -1344,7 +1433,15 @@ impl Supervisor {
         let mut backoff = BACKOFF_FIRST;
         let retry_window = self.plan.s3.retry_duration_secs.map(Duration::from_secs);
         while !jobs.is_empty() {
-            let (stores, level, metrics) = (Arc::clone(&self.res.stores), self.res.gzip_level, self.metrics.0.clone());
+            let ctx = JobContext {
+                stores: Arc::clone(&self.res.stores),
+                gzip_level: self.res.gzip_level,
+                metrics: self.metrics.0.clone(),
+                wal: self.res.wal.clone(),
+                tag: self.plan.id,
+                conversion: self.plan.conversion.clone(),
+                processed: self.plan.processing.is_some(),
+            };
             // Owned jobs on tasks: PARALLEL_PUTS in flight, results in the jobs' order.
             let mut results = Vec::with_capacity(jobs.len());
             let mut set = tokio::task::JoinSet::new();
@@ -1354,8 +1451,7 @@ impl Supervisor {
             loop {
                 while set.len() < PARALLEL_PUTS {
                     let Some((i, job)) = queue.next() else { break };
-                    let (stores, metrics) = (Arc::clone(&stores), metrics.clone());
-                    set.spawn(attempt_owned(i, job, stores, level, metrics, (self.res.wal.clone(), self.plan.id)));
+                    set.spawn(attempt_owned(i, job, ctx.clone()));
                 }
                 match set.join_next().await {
                     None => break,
@@ -1410,16 +1506,35 @@ impl Supervisor {
                     continue;
                 }
                 self.metrics.0.success.inc();
-                if job.intent.error.is_none() && !job.id.starts_with(ERROR_PARTITION) {
+                let mut keys = Vec::with_capacity(2);
+                let mut records = job.records;
+                if let Some(c) = job.converted {
+                    let pm = &self.processing_metrics;
+                    pm.succeed_conversion_records.inc_by(c.records);
+                    pm.succeed_conversion_bytes.inc_by(c.bytes);
+                    pm.failed_conversion_records.inc_by(c.failed);
+                    pm.failed_conversion_bytes.inc_by(c.failed_bytes);
+                    records = c.records;
+                    if job.errors_stored
+                        && let Some(k) = &job.intent.errors_key
+                    {
+                        keys.push(k.clone());
+                    }
+                }
+                let wrote_main = job.converted.is_none_or(|c| c.records > 0);
+                if wrote_main {
+                    keys.push(job.intent.key.clone());
+                }
+                if job.intent.error.is_none() && !job.id.starts_with(ERROR_PARTITION) && wrote_main {
                     self.metrics.0.object_count.inc();
-                    self.metrics.0.records.inc_by(job.records);
+                    self.metrics.0.records.inc_by(records);
                     self.metrics.0.bytes.inc_by(job.bytes as u64);
                 }
                 self.state
                     .partitions
                     .insert(job.id.clone(), LaneState { delivered: job.intent.last + 1, pending: None });
                 for (_, _, report) in &mut self.flushes {
-                    report.objects.push(job.intent.key.clone());
+                    report.objects.extend(keys.iter().cloned());
                     report.records += job.records;
                 }
             }
@@ -1605,6 +1720,7 @@ mod tests {
             kms_key_arn: None,
             error,
             partition: None,
+            errors_key: None,
         }
     }
 

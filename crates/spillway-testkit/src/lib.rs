@@ -74,6 +74,10 @@ impl TestServer {
                 spill_dir: data_dir.join("spill"),
                 active_partitions_limit: spillway_pipeline::service::DEFAULT_ACTIVE_PARTITIONS_LIMIT,
                 partition_memory_bytes: spillway_pipeline::service::DEFAULT_PARTITION_MEMORY_BYTES,
+                tables: Arc::new(
+                    spillway_format::table::TableRegistry::new(Some(data_dir.join("tables")), &[])
+                        .expect("open the tables folder"),
+                ),
             },
             wal.clone(),
         )

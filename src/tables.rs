@@ -1,0 +1,311 @@
+//! `spillway tables`: the table definitions that stand in for the Glue tables named by
+//! `SchemaConfiguration` (list, show, add, remove). The definitions, their layout under
+//! `<data-dir>/tables/` and the registry are `spillway_format::table`'s; this file finds the data
+//! dir and the configuration the way `serve` does, and prints.
+
+use crate::config::Config;
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use spillway_format::table::{DEFAULT_DATABASE, TableDefinition, TableRegistry};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand)]
+pub enum TablesCommand {
+    /// List every table: database, name, column count, partition keys and where it is defined.
+    List {
+        #[command(flatten)]
+        place: Place,
+    },
+    /// Show a table's columns, partition keys and the Arrow schema of the files written for it.
+    Show {
+        /// DATABASE.TABLE, or TABLE for the database "default".
+        name: String,
+        #[command(flatten)]
+        place: Place,
+    },
+    /// Check a definition (Hive DDL .sql/.hql/.ddl, or JSON) and copy it into <data-dir>/tables/<database>/.
+    /// A running server finds it at its next lookup.
+    Add {
+        /// The definition file.
+        file: PathBuf,
+        /// Database of an unqualified definition [default: the one it names, else "default"].
+        #[arg(long)]
+        database: Option<String>,
+        /// Replace an existing definition of the same table.
+        #[arg(long)]
+        replace: bool,
+        #[command(flatten)]
+        place: Place,
+    },
+    /// Delete a table's definition from <data-dir>/tables/.
+    Remove {
+        /// DATABASE.TABLE, or TABLE for the database "default".
+        name: String,
+        #[command(flatten)]
+        place: Place,
+    },
+}
+
+/// Where the tables are: the same data dir and configuration as `spillway serve`.
+#[derive(Args)]
+pub struct Place {
+    /// The server's data directory [default: data_dir of [server] in the configuration, else ./spillway-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Optional configuration file (spillway.toml), for its [[tables]].
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+impl Place {
+    /// The registry `serve` would build.
+    fn open(&self) -> anyhow::Result<TableRegistry> {
+        let config = match &self.config {
+            Some(p) => Config::load(p)?,
+            None => Config::default(),
+        };
+        let data_dir =
+            self.data_dir.clone().or(config.server.data_dir).unwrap_or_else(|| PathBuf::from("./spillway-data"));
+        open_registry(&data_dir, &config.tables)
+    }
+}
+
+fn open_registry(data_dir: &Path, sources: &[spillway_format::table::TableSource]) -> anyhow::Result<TableRegistry> {
+    Ok(TableRegistry::new(Some(data_dir.join("tables")), sources)?)
+}
+
+pub fn run(command: TablesCommand) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match command {
+        TablesCommand::List { place } => list(&place.open()?, &mut out),
+        TablesCommand::Show { name, place } => show(&place.open()?, &name, &mut out),
+        TablesCommand::Add { file, database, replace, place } => {
+            add(&place.open()?, &file, database.as_deref(), replace, &mut out)
+        }
+        TablesCommand::Remove { name, place } => remove(&place.open()?, &name, &mut out),
+    }
+}
+
+/// `DB.TABLE` or `TABLE` (database "default").
+fn split_name(name: &str) -> anyhow::Result<(&str, &str)> {
+    let (db, table) = name.split_once('.').unwrap_or((DEFAULT_DATABASE, name));
+    if db.is_empty() || table.is_empty() {
+        anyhow::bail!("expected DATABASE.TABLE or TABLE, got {name:?}");
+    }
+    Ok((db, table))
+}
+
+fn partition_summary(table: &TableDefinition) -> String {
+    if table.partition_keys.is_empty() {
+        return "-".to_string();
+    }
+    table.partition_keys.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(",")
+}
+
+/// Rows with their columns padded to the widest cell (the last column is not padded).
+fn write_rows(out: &mut dyn Write, rows: &[Vec<String>]) -> std::io::Result<()> {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 < row.len() {
+                line.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            } else {
+                line.push_str(cell);
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+pub fn list(registry: &TableRegistry, out: &mut dyn Write) -> anyhow::Result<()> {
+    let (tables, errors) = registry.list();
+    if tables.is_empty() {
+        match registry.dir() {
+            Some(dir) => writeln!(out, "no tables (add one with 'spillway tables add FILE', or in {})", dir.display())?,
+            None => writeln!(out, "no tables")?,
+        }
+    } else {
+        let mut rows = vec![["DATABASE", "TABLE", "COLUMNS", "PARTITION KEYS", "SOURCE"].map(String::from).to_vec()];
+        rows.extend(tables.iter().map(|t| {
+            vec![
+                t.database.clone(),
+                t.name.clone(),
+                t.columns.len().to_string(),
+                partition_summary(t),
+                t.source.clone(),
+            ]
+        }));
+        write_rows(out, &rows)?;
+    }
+    if !errors.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "broken definitions (ignored until fixed):")?;
+        for e in &errors {
+            writeln!(out, "  {e}")?;
+        }
+        anyhow::bail!("{} table definition(s) could not be read", errors.len());
+    }
+    Ok(())
+}
+
+pub fn show(registry: &TableRegistry, name: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    let (db, table) = split_name(name)?;
+    let t = registry.lookup(db, table)?;
+    writeln!(out, "table:  {}", t.qualified_name())?;
+    writeln!(out, "source: {}", t.source)?;
+    for (label, value) in [
+        ("location", &t.location),
+        ("serde", &t.serde_library),
+        ("input format", &t.input_format),
+        ("output format", &t.output_format),
+    ] {
+        if let Some(v) = value {
+            writeln!(out, "{label}: {v}")?;
+        }
+    }
+    let columns = |cols: &[spillway_format::schema::Column]| -> Vec<Vec<String>> {
+        cols.iter().map(|c| vec![format!("  {}", c.name), c.data_type.to_string()]).collect()
+    };
+    writeln!(out, "\ncolumns:")?;
+    write_rows(out, &columns(&t.columns))?;
+    if !t.partition_keys.is_empty() {
+        writeln!(out, "\npartition keys (in the object keys, not in the files):")?;
+        write_rows(out, &columns(&t.partition_keys))?;
+    }
+    if !t.properties.is_empty() {
+        writeln!(out, "\nproperties:")?;
+        let rows: Vec<Vec<String>> = t.properties.iter().map(|(k, v)| vec![format!("  {k}"), v.clone()]).collect();
+        write_rows(out, &rows)?;
+    }
+    writeln!(out, "\narrow schema of the data files (every field nullable):")?;
+    let schema = t.arrow_schema();
+    let rows: Vec<Vec<String>> =
+        schema.fields().iter().map(|f| vec![format!("  {}", f.name()), f.data_type().to_string()]).collect();
+    write_rows(out, &rows)?;
+    Ok(())
+}
+
+pub fn add(
+    registry: &TableRegistry,
+    file: &Path,
+    database: Option<&str>,
+    replace: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let t = registry.add(file, database, replace).with_context(|| format!("cannot add {}", file.display()))?;
+    writeln!(
+        out,
+        "added {} ({} columns, partition keys: {}) as {}",
+        t.qualified_name(),
+        t.columns.len(),
+        partition_summary(&t),
+        t.source
+    )?;
+    Ok(())
+}
+
+pub fn remove(registry: &TableRegistry, name: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    let (db, table) = split_name(name)?;
+    registry.remove(db, table)?;
+    writeln!(out, "removed {}.{}", db.to_lowercase(), table.to_lowercase())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(out: Vec<u8>) -> String {
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn add_list_show_remove() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("data");
+        let inline = spillway_format::table::TableSource {
+            database: Some("web".into()),
+            file: None,
+            ddl: Some("CREATE TABLE clicks (url string, at timestamp)".into()),
+        };
+        let registry = open_registry(&data_dir, &[inline]).unwrap();
+        let ddl = tmp.path().join("trips.sql");
+        std::fs::write(
+            &ddl,
+            "CREATE EXTERNAL TABLE trips (trip_id bigint, fare decimal(10,2), tags array<string>)\n\
+             PARTITIONED BY (year string, month string) STORED AS PARQUET",
+        )
+        .unwrap();
+
+        let mut out = Vec::new();
+        add(&registry, &ddl, Some("KinesisLab"), false, &mut out).unwrap();
+        let added = data_dir.join("tables/kinesislab/trips.sql");
+        assert_eq!(
+            text(out),
+            format!("added kinesislab.trips (3 columns, partition keys: year,month) as {}\n", added.display())
+        );
+        let err = add(&registry, &ddl, Some("kinesislab"), false, &mut Vec::new()).unwrap_err();
+        assert!(format!("{err:#}").contains("already exists"), "{err:#}");
+
+        let mut out = Vec::new();
+        list(&registry, &mut out).unwrap();
+        let out = text(out);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("DATABASE    TABLE   COLUMNS  PARTITION KEYS  SOURCE"), "{out}");
+        assert!(lines[1].starts_with("kinesislab  trips   3        year,month      "), "{out}");
+        assert_eq!(lines[2], "web         clicks  2        -               spillway.toml", "{out}");
+
+        let mut out = Vec::new();
+        show(&registry, "KinesisLab.Trips", &mut out).unwrap();
+        let out = text(out);
+        assert!(out.starts_with("table:  kinesislab.trips\n"), "{out}");
+        assert!(out.contains("\n  fare     decimal(10,2)\n"), "{out}");
+        assert!(out.contains("partition keys (in the object keys, not in the files):\n  year   string\n"), "{out}");
+        assert!(out.contains("input format: org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"), "{out}");
+        let schema = out.split("arrow schema").nth(1).unwrap();
+        assert!(schema.contains("trip_id") && schema.contains("Decimal128(10, 2)"), "{out}");
+        assert!(!schema.contains("year"), "partition keys are not in the files: {out}");
+
+        let err = show(&registry, "nope", &mut Vec::new()).unwrap_err().to_string();
+        assert!(err.starts_with("Table default.nope was not found."), "{err}");
+
+        // A broken file is listed after the tables, and makes `list` fail.
+        std::fs::write(data_dir.join("tables/kinesislab/bad.sql"), "CREATE TABLE bad (a nope)").unwrap();
+        let mut out = Vec::new();
+        let err = list(&registry, &mut out).unwrap_err();
+        assert_eq!(err.to_string(), "1 table definition(s) could not be read");
+        assert!(text(out).contains("broken definitions (ignored until fixed):\n  "), "broken files are reported");
+        std::fs::remove_file(data_dir.join("tables/kinesislab/bad.sql")).unwrap();
+
+        let mut out = Vec::new();
+        remove(&registry, "kinesislab.trips", &mut out).unwrap();
+        assert_eq!(text(out), "removed kinesislab.trips\n");
+        assert!(!added.exists());
+        assert!(remove(&registry, "web.clicks", &mut Vec::new()).unwrap_err().to_string().contains("spillway.toml"));
+        assert!(split_name(".x").is_err());
+        assert_eq!(split_name("t").unwrap(), ("default", "t"));
+    }
+
+    #[test]
+    fn place_reads_the_data_dir_and_tables_of_the_configuration() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("from-config");
+        std::fs::write(tmp.path().join("t.sql"), "CREATE TABLE cfg.t (a int)").unwrap();
+        let config = tmp.path().join("spillway.toml");
+        std::fs::write(&config, format!("[server]\ndata_dir = {:?}\n[[tables]]\nfile = \"t.sql\"\n", data_dir))
+            .unwrap();
+        let registry = Place { data_dir: None, config: Some(config.clone()) }.open().unwrap();
+        assert_eq!(registry.dir(), Some(data_dir.join("tables").as_path()));
+        assert_eq!(registry.lookup("cfg", "t").unwrap().source, tmp.path().join("t.sql").display().to_string());
+        let other = tmp.path().join("flag");
+        let registry = Place { data_dir: Some(other.clone()), config: Some(config) }.open().unwrap();
+        assert_eq!(registry.dir(), Some(other.join("tables").as_path()), "--data-dir wins");
+    }
+}
