@@ -72,7 +72,11 @@ impl ParquetOptions {
             .set_max_row_group_row_count(None)
             .set_data_page_size_limit(self.page_size_bytes)
             .set_dictionary_enabled(self.enable_dictionary)
-            .set_writer_version(if self.writer_version_2 { WriterVersion::PARQUET_2_0 } else { WriterVersion::PARQUET_1_0 })
+            .set_writer_version(if self.writer_version_2 {
+                WriterVersion::PARQUET_2_0
+            } else {
+                WriterVersion::PARQUET_1_0
+            })
             .set_created_by(format!("spillway version {}", env!("CARGO_PKG_VERSION")))
             .build()
     }
@@ -130,8 +134,8 @@ pub enum ConvertError {
 }
 
 enum FileWriter {
-    Parquet(ArrowWriter<Vec<u8>>),
-    Orc(OrcWriter<Vec<u8>>),
+    Parquet(Box<ArrowWriter<Vec<u8>>>),
+    Orc(Box<OrcWriter<Vec<u8>>>),
 }
 
 impl FileWriter {
@@ -156,8 +160,10 @@ pub fn convert<'a>(plan: &Conversion, records: impl IntoIterator<Item = &'a [u8]
     let mut converter = JsonConverter::new(&plan.columns, &plan.deserializer);
     let schema = converter.schema().clone();
     let mut writer = match &plan.output {
-        OutputFormat::Parquet(o) => FileWriter::Parquet(ArrowWriter::try_new(Vec::new(), schema, Some(o.properties()))?),
-        OutputFormat::Orc(o) => FileWriter::Orc(OrcWriter::try_new(Vec::new(), schema, o.clone())?),
+        OutputFormat::Parquet(o) => {
+            FileWriter::Parquet(Box::new(ArrowWriter::try_new(Vec::new(), schema, Some(o.properties()))?))
+        }
+        OutputFormat::Orc(o) => FileWriter::Orc(Box::new(OrcWriter::try_new(Vec::new(), schema, o.clone())?)),
     };
     let mut out = Converted::default();
     for (i, record) in records.into_iter().enumerate() {

@@ -185,14 +185,17 @@ impl Col {
                 Data::Decimal { values: Vec::new(), precision: *precision, scale: *scale }
             }
             HiveType::String => Data::Str { offsets: vec![0], bytes: Vec::new(), limit: None },
-            HiveType::Varchar(n) => Data::Str { offsets: vec![0], bytes: Vec::new(), limit: Some((*n as usize, false)) },
+            HiveType::Varchar(n) => {
+                Data::Str { offsets: vec![0], bytes: Vec::new(), limit: Some((*n as usize, false)) }
+            }
             HiveType::Char(n) => Data::Str { offsets: vec![0], bytes: Vec::new(), limit: Some((*n as usize, true)) },
             HiveType::Binary => Data::Binary { offsets: vec![0], bytes: Vec::new() },
             HiveType::Date => Data::Date(Vec::new()),
             HiveType::Timestamp => Data::Timestamp(Vec::new()),
-            HiveType::Array(item) => {
-                Data::List { offsets: vec![0], item: Box::new(Col::new(&Column::new(crate::schema::LIST_ITEM, (**item).clone()), d)) }
-            }
+            HiveType::Array(item) => Data::List {
+                offsets: vec![0],
+                item: Box::new(Col::new(&Column::new(crate::schema::LIST_ITEM, (**item).clone()), d)),
+            },
             HiveType::Map(k, v) => Data::Map {
                 offsets: vec![0],
                 key: Box::new(Col::new(&Column::new(MAP_KEY, (**k).clone()), d)),
@@ -286,7 +289,9 @@ impl Col {
             Data::I32(v) => Arc::new(Int32Array::new(ScalarBuffer::from(std::mem::take(v)), nulls)),
             Data::Date(v) => Arc::new(Date32Array::new(ScalarBuffer::from(std::mem::take(v)), nulls)),
             Data::I64(v) => Arc::new(Int64Array::new(ScalarBuffer::from(std::mem::take(v)), nulls)),
-            Data::Timestamp(v) => Arc::new(TimestampMicrosecondArray::new(ScalarBuffer::from(std::mem::take(v)), nulls)),
+            Data::Timestamp(v) => {
+                Arc::new(TimestampMicrosecondArray::new(ScalarBuffer::from(std::mem::take(v)), nulls))
+            }
             Data::F32(v) => Arc::new(Float32Array::new(ScalarBuffer::from(std::mem::take(v)), nulls)),
             Data::F64(v) => Arc::new(Float64Array::new(ScalarBuffer::from(std::mem::take(v)), nulls)),
             Data::Decimal { values, precision, scale } => Arc::new(
@@ -352,7 +357,9 @@ impl Level {
             let mut key = c.name.clone();
             if top && let Deserializer::OpenX { column_to_json_key, .. } = d {
                 // Mapping keys are column names (case-insensitive, like Hive's).
-                if let Some(k) = column_to_json_key.iter().find(|(col, _)| col.eq_ignore_ascii_case(&c.name)).map(|(_, k)| k) {
+                if let Some(k) =
+                    column_to_json_key.iter().find(|(col, _)| col.eq_ignore_ascii_case(&c.name)).map(|(_, k)| k)
+                {
                     key = k.clone();
                 }
             }
@@ -378,8 +385,9 @@ impl Level {
 
     /// The field a JSON key names, if any. `scratch` avoids an allocation per key.
     fn find(&mut self, key: &str, dots: bool, scratch: &mut String) -> Option<usize> {
-        let plain = !(self.ignore_case && key.bytes().any(|b| b.is_ascii_uppercase() || b >= 0x80))
-            && !(dots && key.contains('.'));
+        let special = (self.ignore_case && key.bytes().any(|b| b.is_ascii_uppercase() || b >= 0x80))
+            || (dots && key.contains('.'));
+        let plain = !special;
         if plain {
             return self.lookup(key);
         }
@@ -544,7 +552,8 @@ impl JsonConverter {
                 Peek::Array => {
                     return Err(ConversionError {
                         code: MALFORMED_DATA,
-                        message: "The top level of a record must be a JSON object; this record contains an array.".into(),
+                        message: "The top level of a record must be a JSON object; this record contains an array."
+                            .into(),
                     });
                 }
                 _ => {
@@ -554,7 +563,8 @@ impl JsonConverter {
                     });
                 }
             }
-            let mut ctx = Ctx { hive: self.hive, dots: self.dots, formats: &self.timestamp_formats, scratch: &mut self.scratch };
+            let mut ctx =
+                Ctx { hive: self.hive, dots: self.dots, formats: &self.timestamp_formats, scratch: &mut self.scratch };
             let row = self.rows;
             fill_object(&mut j, &mut self.root, row, &mut ctx, rest)?;
             self.rows += 1;
@@ -657,12 +667,8 @@ fn fill_value(j: &mut Jiter, col: &mut Col, ctx: &mut Ctx, data: &[u8]) -> Res<(
             b.append(v);
         }
         Data::I8(v) => v.push(int_value(j, peek, (name, hive), ctx, i8::MIN as i64, i8::MAX as i64, data)? as i8),
-        Data::I16(v) => {
-            v.push(int_value(j, peek, (name, hive), ctx, i16::MIN as i64, i16::MAX as i64, data)? as i16)
-        }
-        Data::I32(v) => {
-            v.push(int_value(j, peek, (name, hive), ctx, i32::MIN as i64, i32::MAX as i64, data)? as i32)
-        }
+        Data::I16(v) => v.push(int_value(j, peek, (name, hive), ctx, i16::MIN as i64, i16::MAX as i64, data)? as i16),
+        Data::I32(v) => v.push(int_value(j, peek, (name, hive), ctx, i32::MIN as i64, i32::MAX as i64, data)? as i32),
         Data::I64(v) => v.push(int_value(j, peek, (name, hive), ctx, i64::MIN, i64::MAX, data)?),
         Data::F32(v) => v.push(float_value(j, peek, (name, hive), ctx, data)? as f32),
         Data::F64(v) => v.push(float_value(j, peek, (name, hive), ctx, data)?),
@@ -697,7 +703,8 @@ fn fill_value(j: &mut Jiter, col: &mut Col, ctx: &mut Ctx, data: &[u8]) -> Res<(
                 }
                 Peek::True | Peek::False | Peek::Object | Peek::Array => return Err(type_error(peek)),
                 _ => {
-                    let s = std::str::from_utf8(j.known_number_bytes(peek).map_err(perr)?).unwrap_or_default().to_string();
+                    let s =
+                        std::str::from_utf8(j.known_number_bytes(peek).map_err(perr)?).unwrap_or_default().to_string();
                     timestamp_value(&s, true, ctx, name)?
                 }
             };
@@ -708,9 +715,9 @@ fn fill_value(j: &mut Jiter, col: &mut Col, ctx: &mut Ctx, data: &[u8]) -> Res<(
                 return Err(type_error(peek));
             }
             let s = j.known_str().map_err(perr)?;
-            let decoded = base64::engine::general_purpose::STANDARD.decode(s).map_err(|e| {
-                ConversionError::mismatch(format!("Column '{name}' (binary): not base64: {e}."))
-            })?;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|e| ConversionError::mismatch(format!("Column '{name}' (binary): not base64: {e}.")))?;
             bytes.extend_from_slice(&decoded);
             offsets.push(bytes.len() as i32);
         }
@@ -938,7 +945,9 @@ fn parse_timestamp_valueof(s: &str) -> Option<i64> {
     };
     let mut t = hms.split(':');
     let (h, m, sec) = (t.next()?, t.next()?, t.next()?);
-    if t.next().is_some() || [h, m, sec].iter().any(|p| p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_digit())) {
+    if t.next().is_some()
+        || [h, m, sec].iter().any(|p| p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
         return None;
     }
     let (h, m, sec): (i64, i64, i64) = (h.parse().ok()?, m.parse().ok()?, sec.parse().ok()?);
@@ -1043,15 +1052,15 @@ fn openx_timestamp(s: &str) -> Option<i64> {
 }
 
 fn timestamp_value(s: &str, numeric: bool, ctx: &Ctx, column: &str) -> Res<i64> {
-    let parsed = if ctx.hive {
-        hive_timestamp(s, numeric, ctx.formats)
-    } else {
-        openx_timestamp(s)
-    };
+    let parsed = if ctx.hive { hive_timestamp(s, numeric, ctx.formats) } else { openx_timestamp(s) };
     parsed.ok_or_else(|| {
         ConversionError::mismatch(format!(
             "Column '{column}' (timestamp): cannot parse \"{s}\" as a timestamp{}.",
-            if ctx.hive { "" } else { " (expected yyyy-MM-dd'T'HH:mm:ss[.S]'Z', yyyy-MM-dd HH:mm:ss[.S], or epoch seconds or milliseconds)" }
+            if ctx.hive {
+                ""
+            } else {
+                " (expected yyyy-MM-dd'T'HH:mm:ss[.S]'Z', yyyy-MM-dd HH:mm:ss[.S], or epoch seconds or milliseconds)"
+            }
         ))
     })
 }
@@ -1186,7 +1195,12 @@ fn push_map_key(key: &mut Col, name: &str, ctx: &mut Ctx) -> Res<()> {
     // Keys are JSON strings; convert them to the key type by parsing them as that type's JSON.
     let text;
     let json: &[u8] = match key.hive {
-        HiveType::String | HiveType::Char(_) | HiveType::Varchar(_) | HiveType::Date | HiveType::Timestamp | HiveType::Binary => {
+        HiveType::String
+        | HiveType::Char(_)
+        | HiveType::Varchar(_)
+        | HiveType::Date
+        | HiveType::Timestamp
+        | HiveType::Binary => {
             text = serde_json::to_string(name).unwrap_or_default();
             text.as_bytes()
         }
@@ -1197,7 +1211,7 @@ fn push_map_key(key: &mut Col, name: &str, ctx: &mut Ctx) -> Res<()> {
     let result = fill_value(&mut j, key, ctx, json);
     ctx.hive = hive;
     result.map_err(|_| ConversionError::mismatch(format!("Map key \"{name}\" is not a {}.", key.hive)))?;
-    if key.valid.len() > 0 && !key.valid.get_bit(key.valid.len() - 1) {
+    if !key.valid.is_empty() && !key.valid.get_bit(key.valid.len() - 1) {
         return Err(ConversionError::mismatch(format!("Map key \"{name}\" is not a {}.", key.hive)));
     }
     Ok(())

@@ -261,7 +261,7 @@ impl TypeParser<'_> {
             "double" => {
                 // `double precision` is an alias.
                 let save = self.i;
-                if self.word().to_ascii_lowercase() != "precision" {
+                if !self.word().eq_ignore_ascii_case("precision") {
                     self.i = save;
                 }
                 HiveType::Double

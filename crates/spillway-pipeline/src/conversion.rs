@@ -123,7 +123,9 @@ fn deserializer(input: &Value) -> Result<Deserializer, ApiError> {
         if let Some(m) = o.get("ColumnToJsonKeyMappings").filter(|v| !v.is_null()) {
             for (column, key) in object(m, "ColumnToJsonKeyMappings")? {
                 let key = key.as_str().filter(|k| !k.is_empty()).ok_or_else(|| {
-                    invalid(format!("Invalid deserializer option(s): ColumnToJsonKeyMappings.{column} must be a non-empty string."))
+                    invalid(format!(
+                        "Invalid deserializer option(s): ColumnToJsonKeyMappings.{column} must be a non-empty string."
+                    ))
                 })?;
                 if column.is_empty() || column.chars().any(char::is_whitespace) {
                     return Err(invalid(format!(
@@ -143,7 +145,8 @@ fn deserializer(input: &Value) -> Result<Deserializer, ApiError> {
     if let Some(list) = o.get("TimestampFormats").filter(|v| !v.is_null()) {
         let list = list.as_array().ok_or_else(|| invalid("HiveJsonSerDe.TimestampFormats must be a list."))?;
         for f in list {
-            let text = f.as_str().ok_or_else(|| invalid("HiveJsonSerDe.TimestampFormats must be a list of strings."))?;
+            let text =
+                f.as_str().ok_or_else(|| invalid("HiveJsonSerDe.TimestampFormats must be a list of strings."))?;
             formats.push(
                 TimestampFormat::parse(text)
                     .map_err(|e| invalid(format!("Invalid deserializer option(s): TimestampFormats: {e}.")))?,
@@ -181,7 +184,9 @@ fn serializer(output: &Value) -> Result<OutputFormat, ApiError> {
         let writer_version_2 = match string(o, "WriterVersion", which)? {
             None | Some("V1") => false,
             Some("V2") => true,
-            Some(other) => return Err(invalid(format!("ParquetSerDe.WriterVersion must be one of V1, V2; got {other}."))),
+            Some(other) => {
+                return Err(invalid(format!("ParquetSerDe.WriterVersion must be one of V1, V2; got {other}.")));
+            }
         };
         let d = ParquetOptions::default();
         return Ok(OutputFormat::Parquet(ParquetOptions {
@@ -216,7 +221,9 @@ fn serializer(output: &Value) -> Result<OutputFormat, ApiError> {
     let format_version = match string(o, "FormatVersion", which)? {
         None | Some("V0_12") => OrcFormatVersion::V0_12,
         Some("V0_11") => OrcFormatVersion::V0_11,
-        Some(other) => return Err(invalid(format!("OrcSerDe.FormatVersion must be one of V0_11, V0_12; got {other}."))),
+        Some(other) => {
+            return Err(invalid(format!("OrcSerDe.FormatVersion must be one of V0_11, V0_12; got {other}.")));
+        }
     };
     let mut bloom_filter_columns = Vec::new();
     if let Some(list) = o.get("BloomFilterColumns").filter(|v| !v.is_null()) {
@@ -258,9 +265,9 @@ impl ConversionPlan {
             return Ok(None);
         }
         let required = |member: &str| {
-            m.get(member).filter(|v| !v.is_null()).ok_or_else(|| {
-                invalid(format!("{path}.{member} is required when data format conversion is enabled."))
-            })
+            m.get(member)
+                .filter(|v| !v.is_null())
+                .ok_or_else(|| invalid(format!("{path}.{member} is required when data format conversion is enabled.")))
         };
         let schema = object(required("SchemaConfiguration")?, "SchemaConfiguration")?;
         let input = required("InputFormatConfiguration")?;
@@ -275,7 +282,9 @@ impl ConversionPlan {
         let deserializer = deserializer(input)?;
         let output = serializer(output)?;
         let table = tables.lookup(database, table_name).map_err(|e| {
-            invalid(format!("Failed to get the table {database}.{table_name} (DataFormatConversion.EntityNotFound): {e}"))
+            invalid(format!(
+                "Failed to get the table {database}.{table_name} (DataFormatConversion.EntityNotFound): {e}"
+            ))
         })?;
         let catalog = DataCatalogTable {
             catalog_id: string(schema, "CatalogId", p)?.unwrap_or(account_id).to_string(),

@@ -4,8 +4,8 @@
 //! It implements the API's `Backend` port and owns the WAL handle; it never touches file formats
 //! (spillway-format) or destinations' wire protocols (spillway-destination) directly.
 
-mod fsutil;
 pub mod conversion;
+mod fsutil;
 pub mod metrics;
 pub mod partition;
 pub mod processing;

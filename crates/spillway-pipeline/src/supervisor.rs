@@ -588,7 +588,11 @@ impl Supervisor {
         let errors_key = conversion.map(|_| {
             let tag = format!("{discriminator}\u{0}{FORMAT_CONVERSION_FAILED}");
             let uuid = object_uuid(self.plan.id, first, last, &tag);
-            let prefix = plan.prefix.evaluate_error_prefix(arrival, FORMAT_CONVERSION_FAILED, seed(self.plan.id, first, last, &tag));
+            let prefix = plan.prefix.evaluate_error_prefix(
+                arrival,
+                FORMAT_CONVERSION_FAILED,
+                seed(self.plan.id, first, last, &tag),
+            );
             prefix + &object_suffix(&self.plan.name, self.plan.version_id, now, tz, &uuid, compression.extension())
         });
         let mut error = None;
@@ -1039,7 +1043,8 @@ fn encode_job(intent: &Intent, id: &str, frames: &[u8], ctx: &JobContext) -> Enc
         let body = encode_frames(intent, frames, ctx.gzip_level, raw.as_ref());
         return Encoded { body, errors: None, converted: None };
     };
-    let converted = spillway_format::convert::convert(&plan.conversion, crate::partition::frames(frames).map(|f| f.data));
+    let converted =
+        spillway_format::convert::convert(&plan.conversion, crate::partition::frames(frames).map(|f| f.data));
     let out = match converted {
         Ok(out) => out,
         Err(e) => return Encoded { body: Err(e.to_string()), errors: None, converted: None },

@@ -21,7 +21,10 @@ fn converts_primitives_case_insensitively_and_drops_unknown_keys() {
         &cols(&[("id", "bigint"), ("name", "string"), ("ok", "boolean"), ("score", "double"), ("n", "tinyint")]),
         &openx(),
     );
-    assert_eq!(c.push_record(br#"{"ID": 7, "Name": "a", "ok": true, "score": 1.5, "extra": {"x": [1]}, "n": -3}"#).unwrap(), 1);
+    assert_eq!(
+        c.push_record(br#"{"ID": 7, "Name": "a", "ok": true, "score": 1.5, "extra": {"x": [1]}, "n": -3}"#).unwrap(),
+        1
+    );
     assert_eq!(c.push_record(br#"{"id": "8", "name": 12.50, "ok": "TRUE"}"#).unwrap(), 1);
     let b = c.flush().unwrap();
     assert_eq!(b.num_rows(), 2);
@@ -121,7 +124,10 @@ fn timestamps_dates_and_decimals() {
 
 #[test]
 fn hive_timestamp_formats() {
-    let mut c = JsonConverter::new(&cols(&[("t", "timestamp")]), &hive(&["millis", "dd/MM/yyyy HH:mm:ss.SSS", "yyyy-MM-dd'T'HH:mm:ssZZ"]));
+    let mut c = JsonConverter::new(
+        &cols(&[("t", "timestamp")]),
+        &hive(&["millis", "dd/MM/yyyy HH:mm:ss.SSS", "yyyy-MM-dd'T'HH:mm:ssZZ"]),
+    );
     c.push_record(br#"{"t": 1599123759123}"#).unwrap();
     c.push_record(br#"{"t": "03/09/2020 09:02:39.123"}"#).unwrap();
     c.push_record(br#"{"t": "2020-09-03T11:02:39+02:00"}"#).unwrap();
@@ -129,7 +135,10 @@ fn hive_timestamp_formats() {
     assert!(c.push_record(br#"{"t": "yesterday"}"#).is_err());
     let b = c.flush().unwrap();
     let t = b.column(0).as_primitive::<TimestampMicrosecondType>();
-    assert_eq!(t.values(), &[1_599_123_759_123_000, 1_599_123_759_123_000, 1_599_123_759_000_000, 1_599_123_759_000_000]);
+    assert_eq!(
+        t.values(),
+        &[1_599_123_759_123_000, 1_599_123_759_123_000, 1_599_123_759_000_000, 1_599_123_759_000_000]
+    );
 }
 
 #[test]
@@ -161,7 +170,10 @@ fn duplicate_keys_keep_the_first_value() {
 #[test]
 fn decimal_parsing() {
     assert_eq!(parse_decimal("12.345", 5, 2), Some(Some(1235)));
-    assert_eq!(parse_decimal("99999999999999999999999999999999999999", 38, 0), Some(Some(99999999999999999999999999999999999999)));
+    assert_eq!(
+        parse_decimal("99999999999999999999999999999999999999", 38, 0),
+        Some(Some(99999999999999999999999999999999999999))
+    );
     assert_eq!(parse_decimal("1e-5", 5, 2), Some(Some(0)));
     assert_eq!(parse_decimal("0.005", 5, 2), Some(Some(1)));
     assert_eq!(parse_decimal("abc", 5, 2), None);
@@ -171,12 +183,24 @@ fn decimal_parsing() {
 
 #[test]
 fn fast_timestamps_agree_with_the_general_parser() {
-    for s in ["2020-09-03 09:02:39", "2020-02-29 23:59:59.999999", "1969-12-31 23:59:59.5", "2000-01-01 00:00:00.123456789", "1600-03-01 12:00:00"] {
+    for s in [
+        "2020-09-03 09:02:39",
+        "2020-02-29 23:59:59.999999",
+        "1969-12-31 23:59:59.5",
+        "2000-01-01 00:00:00.123456789",
+        "1600-03-01 12:00:00",
+    ] {
         assert_eq!(fast_timestamp(s.as_bytes(), false), parse_timestamp_valueof(s), "{s}");
         let iso = s.replace(' ', "T") + "Z";
         assert_eq!(fast_timestamp(iso.as_bytes(), true), parse_timestamp_valueof(s), "{iso}");
     }
-    for bad in ["2021-02-29 00:00:00", "2020-13-01 00:00:00", "2020-01-01 24:00:00", "2020-01-01T00:00:00", "2020-01-01 00:00:00."] {
+    for bad in [
+        "2021-02-29 00:00:00",
+        "2020-13-01 00:00:00",
+        "2020-01-01 24:00:00",
+        "2020-01-01T00:00:00",
+        "2020-01-01 00:00:00.",
+    ] {
         assert_eq!(fast_timestamp(bad.as_bytes(), false), None, "{bad}");
     }
 }

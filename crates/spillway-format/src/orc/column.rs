@@ -64,6 +64,10 @@ mod type_kind {
     pub(super) const DATE: u64 = 15;
 }
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per column, built once and never moved on the hot path; boxing would add an indirection per value"
+)]
 enum Kind {
     Struct { children: Vec<Column> },
     List { lengths: IntRle, child: Box<Column>, child_ranges: Vec<(usize, usize)> },
@@ -248,7 +252,7 @@ pub(crate) fn same_shape(expected: &DataType, actual: &DataType) -> bool {
     }
 }
 
-fn downcast<'a, T: 'static>(array: &'a dyn Array, id: u32) -> Result<&'a T, OrcError> {
+fn downcast<T: 'static>(array: &dyn Array, id: u32) -> Result<&T, OrcError> {
     array.as_any().downcast_ref::<T>().ok_or_else(|| {
         OrcError::SchemaMismatch(format!("column {id}: unexpected Arrow array of type {}", array.data_type()))
     })
@@ -721,12 +725,12 @@ pub(crate) fn format_nanos(nanos: u32) -> u64 {
     if nanos == 0 {
         return 0;
     }
-    if nanos % 100 != 0 {
+    if !nanos.is_multiple_of(100) {
         return u64::from(nanos) << 3;
     }
     let mut n = nanos / 100;
     let mut zeros = 1;
-    while n % 10 == 0 && zeros < 7 {
+    while n.is_multiple_of(10) && zeros < 7 {
         n /= 10;
         zeros += 1;
     }

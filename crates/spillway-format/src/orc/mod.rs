@@ -37,9 +37,10 @@
 //!   the nanoseconds exceed 999,999 (readers subtract that one again). ORC cannot represent times strictly between
 //!   1969-12-31 23:59:59 and the epoch with a fraction of at least 1 ms: like files from the reference writers,
 //!   they read back one second late.
-//! - Stripes: rows are buffered per stream (compressed as each compression chunk fills); after every 1024 rows,
-//!   once the buffered streams reach `stripe_size_bytes` the stripe is written. Stripes never split a row. Each
-//!   stripe is `[ROW_INDEX streams][data streams][stripe footer]`; the file is
+//! - Stripes: rows are buffered per stream (compressed as each compression chunk fills). The buffered size is
+//!   checked after every 1024th row of a stripe; once it reaches `stripe_size_bytes` the stripe is written (so a
+//!   stripe holds a multiple of 1024 rows, except the last). Each stripe is
+//!   `[ROW_INDEX streams][data streams][stripe footer]`; the file is
 //!   `"ORC" [stripes] [metadata] [footer] [postscript] [postscript length byte]`.
 //! - Row index: with `row_index_stride > 0`, one entry per `row_index_stride` rows of a stripe (counted from the
 //!   stripe's first row) for every column, with the stream positions readers seek to and the row group's

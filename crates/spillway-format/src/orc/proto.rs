@@ -3,7 +3,8 @@
 //! Only what `orc_proto.proto` needs: varint, zigzag (`sint64`), fixed64 (`double`), length-delimited (strings,
 //! bytes, nested messages, packed repeated varints). Fields are written in the order the caller asks; readers accept
 //! any order. Nested messages are encoded in place and their length prefix is spliced in front afterwards, so there
-//! is no temporary buffer per message (only a memmove of the body, and these messages are small).
+//! is no temporary buffer per message (only a memmove of the body; these messages are small and written once per
+//! row group at most).
 
 /// Appends `v` as a base-128 varint (least significant group first).
 #[inline]
@@ -99,10 +100,16 @@ impl Proto {
 
     /// Inserts the varint length of `buf[start..]` at `start`.
     fn prefix_len(&mut self, start: usize) {
-        let len = (self.buf.len() - start) as u64;
-        let mut prefix = Vec::with_capacity(10);
-        put_varint(&mut prefix, len);
-        self.buf.splice(start..start, prefix);
+        let mut len = (self.buf.len() - start) as u64;
+        let mut prefix = [0u8; 10];
+        let mut n = 0;
+        while len >= 0x80 {
+            prefix[n] = (len as u8) | 0x80;
+            len >>= 7;
+            n += 1;
+        }
+        prefix[n] = len as u8;
+        self.buf.splice(start..start, prefix[..=n].iter().copied());
     }
 }
 

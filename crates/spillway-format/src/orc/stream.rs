@@ -24,7 +24,7 @@ const ZLIB_LEVEL: u32 = 6;
 enum Codec {
     None,
     Zlib(Box<Compress>),
-    Snappy(snap::raw::Encoder),
+    Snappy(Box<snap::raw::Encoder>),
 }
 
 /// The writer-wide compressor (shared by all streams; its state is reset per chunk).
@@ -39,7 +39,7 @@ impl Compressor {
         let codec = match kind {
             OrcCompression::None => Codec::None,
             OrcCompression::Zlib => Codec::Zlib(Box::new(Compress::new(Compression::new(ZLIB_LEVEL), false))),
-            OrcCompression::Snappy => Codec::Snappy(snap::raw::Encoder::new()),
+            OrcCompression::Snappy => Codec::Snappy(Box::new(snap::raw::Encoder::new())),
         };
         Self { codec, block_size, scratch: Vec::new() }
     }

@@ -86,6 +86,7 @@ fn sample_columns() -> Vec<HiveColumn> {
         ("m_arr", "map<int,array<string>>"),
         ("st", "struct<x:int,y:struct<z:string,w:array<double>>,dd:date>"),
         ("aa", "array<array<bigint>>"),
+        ("e", "struct<>"),
     ]
     .into_iter()
     .map(|(n, t)| HiveColumn::new(n, HiveType::parse(t).unwrap()))
@@ -1014,8 +1015,8 @@ fn postscript_and_footer_fields() {
         assert_eq!(get_u(types[0], 1), Some(12));
         let names: Vec<&[u8]> = get_all(types[0], 3);
         assert_eq!(names[0], b"b");
-        assert_eq!(names.len(), 20);
-        assert_eq!(packed(types[0], 2).len(), 20);
+        assert_eq!(names.len(), 21);
+        assert_eq!(packed(types[0], 2).len(), 21);
         let dec = types[packed(types[0], 2)[7] as usize];
         assert_eq!((get_u(dec, 1), get_u(dec, 5), get_u(dec, 6)), (Some(14), Some(10), Some(2)));
     }

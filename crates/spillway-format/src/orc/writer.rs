@@ -144,7 +144,8 @@ impl<W: Write> OrcWriter<W> {
                 self.root.end_group(true);
                 self.group_rows = 0;
             }
-            if self.stripe_rows % SEGMENT_ROWS as u64 == 0 && self.root.buffered_len() >= self.options.stripe_size_bytes
+            if self.stripe_rows.is_multiple_of(SEGMENT_ROWS as u64)
+                && self.root.buffered_len() >= self.options.stripe_size_bytes
             {
                 self.flush_stripe()?;
             }
