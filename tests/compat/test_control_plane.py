@@ -260,7 +260,10 @@ def test_full_extended_s3_configuration_is_echoed(server, firehose):
     assert ext["CustomTimeZone"] == "America/New_York"
 
 
-def test_data_format_conversion_rules(firehose):
+def test_data_format_conversion_rules(firehose, server):
+    # The table SchemaConfiguration names (spillway's stand-in for the Glue table).
+    (server.data_dir / "tables" / "db").mkdir(parents=True, exist_ok=True)
+    (server.data_dir / "tables" / "db" / "t.sql").write_text("CREATE TABLE t (a int)")
     dfc = {
         "SchemaConfiguration": {"RoleARN": ROLE, "DatabaseName": "db", "TableName": "t"},
         "InputFormatConfiguration": {"Deserializer": {"HiveJsonSerDe": {"TimestampFormats": ["millis"]}}},

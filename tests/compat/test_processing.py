@@ -837,7 +837,6 @@ def test_backup_keeps_the_original_records_including_dropped_and_failed(srv):
 DP_QUERY_PREFIX = {"Prefix": "k=!{partitionKeyFromQuery:k}/", "ErrorOutputPrefix": "e/!{firehose:error-output-type}/",
                    "DynamicPartitioningConfiguration": {"Enabled": True}}
 INVALID_PROCESSING = [
-    ("unmapped-lambda-arn", [lam("not-configured")], {}, "not-configured"),
     ("retries-not-a-number", [lam("echo", retries="many")], {}, "NumberOfRetries"),
     ("retries-too-many", [lam("echo", retries=301)], {}, "NumberOfRetries"),
     ("buffer-size-too-large", [lam("echo", BufferSizeInMBs=10)], {}, "BufferSizeInMBs"),
@@ -863,18 +862,29 @@ INVALID_PROCESSING = [
 
 @pytest.mark.parametrize("processors,dest,fragment", [c[1:] for c in INVALID_PROCESSING],
                          ids=[c[0] for c in INVALID_PROCESSING])
-def test_invalid_processing_configuration_fails_the_create(srv, processors, dest, fragment):
-    """spillway answers CreateDeliveryStream and leaves the stream CREATING_FAILED with a FailureDescription
-    naming the problem (as for every configuration it cannot run); it takes no records."""
+def test_invalid_processing_configuration_is_invalid_argument(srv, processors, dest, fragment):
+    """A configuration the real service refuses is refused at the API (InvalidArgumentException naming the
+    problem); no stream is created."""
     client = srv.client()
     dest = dict(dest)
     dest["ProcessingConfiguration"] = {"Enabled": True, "Processors": processors}
-    create_s3_stream(client, "invalid", **dest)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        create_s3_stream(client, "invalid", **dest)
+    assert e.value.response["Error"]["Code"] == "InvalidArgumentException", e.value.response
+    assert fragment in e.value.response["Error"]["Message"], e.value.response
+    assert client.list_delivery_streams()["DeliveryStreamNames"] == []
+
+
+def test_unmapped_lambda_arn_fails_the_create(srv):
+    """A function spillway does not know where to run: the stream is CREATING_FAILED with a FailureDescription
+    saying which [functions] entry to add; it takes no records."""
+    client = srv.client()
+    create_s3_stream(client, "invalid", ProcessingConfiguration={"Enabled": True, "Processors": [lam("not-configured")]})
     d = describe(client, "invalid")
     assert d["DeliveryStreamStatus"] == "CREATING_FAILED", d
     failure = d["FailureDescription"]
     assert failure["Type"] == "UNKNOWN_ERROR", failure
-    assert fragment in failure["Details"], failure
+    assert "not-configured" in failure["Details"], failure
     with pytest.raises(botocore.exceptions.ClientError) as e:
         client.put_record(DeliveryStreamName="invalid", Record={"Data": b"x"})
     assert e.value.response["Error"]["Code"] == "ResourceNotFoundException", e.value.response

@@ -408,6 +408,13 @@ impl Level {
     /// [`find`](Self::find) on a key's raw JSON text (between the quotes): the common case, a
     /// plain key, is matched without decoding or UTF-8 validation.
     fn find_raw(&mut self, raw: &[u8], dots: bool, scratch: &mut String) -> Option<usize> {
+        // Most keys are exactly the column name of the field after the previous one.
+        if let Some(k) = self.keys.get(self.hint)
+            && k.as_bytes() == raw
+        {
+            self.hint += 1;
+            return Some(self.hint - 1);
+        }
         // One pass: does the key need decoding, lower-casing or dot replacement?
         let (case, mut special) = (self.ignore_case, false);
         for &b in raw {
@@ -416,15 +423,7 @@ impl Level {
         if !special {
             return self.lookup(raw);
         }
-        let key: String = if raw.contains(&b'\\') {
-            let mut quoted = Vec::with_capacity(raw.len() + 2);
-            quoted.push(b'"');
-            quoted.extend_from_slice(raw);
-            quoted.push(b'"');
-            serde_json::from_slice(&quoted).ok()?
-        } else {
-            std::str::from_utf8(raw).ok()?.to_string()
-        };
+        let key = decode_json_string(raw)?;
         self.find(&key, dots, scratch)
     }
 
@@ -698,8 +697,20 @@ fn fill_value(j: &mut Jiter, col: &mut Col, ctx: &mut Ctx, data: &[u8]) -> Res<(
         Data::Timestamp(v) => {
             let micros = match peek {
                 Peek::String => {
-                    let s = j.known_str().map_err(perr)?;
-                    timestamp_value(s, false, ctx, name)?
+                    // The raw text between the quotes: timestamps rarely hold escapes, and the
+                    // common layouts parse without decoding or UTF-8 validation.
+                    let raw = j.known_bytes().map_err(perr)?;
+                    let fast =
+                        if raw.contains(&b'\\') || ctx.hive { None } else { fast_timestamp(raw, raw.ends_with(b"Z")) };
+                    match fast {
+                        Some(t) => t,
+                        None => {
+                            let text = decode_json_string(raw).ok_or_else(|| {
+                                ConversionError::mismatch(format!("Column '{name}' (timestamp): not a string."))
+                            })?;
+                            timestamp_value(&text, false, ctx, name)?
+                        }
+                    }
                 }
                 Peek::True | Peek::False | Peek::Object | Peek::Array => return Err(type_error(peek)),
                 _ => {
@@ -841,11 +852,8 @@ fn parse_int(b: &[u8], min: i64, max: i64) -> Res<i64> {
 fn float_value(j: &mut Jiter, peek: Peek, col: (&str, &HiveType), ctx: &Ctx, data: &[u8]) -> Res<f64> {
     let perr = |e: JiterError| parse_error(e, data);
     if peek.is_num() {
-        let b = j.known_number_bytes(peek).map_err(perr)?;
-        return std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| s.parse::<f64>().ok())
-            .ok_or_else(|| ConversionError::mismatch(format!("For input string: \"{}\"", String::from_utf8_lossy(b))));
+        // One pass: jiter parses the number where it scans it.
+        return j.known_float(peek).map_err(perr);
     }
     let text = number_text(j, peek, col, ctx, data)?;
     // Double.parseDouble: surrounding whitespace, NaN, Infinity and a trailing d/f are accepted.
@@ -964,6 +972,18 @@ fn parse_timestamp_valueof(s: &str) -> Option<i64> {
         micros = nanos / 1000;
     }
     Some(i64::from(days) * 86_400_000_000 + (h * 3600 + m * 60 + sec) * 1_000_000 + micros)
+}
+
+/// The text of a JSON string from its raw bytes between the quotes.
+fn decode_json_string(raw: &[u8]) -> Option<String> {
+    if !raw.contains(&b'\\') {
+        return std::str::from_utf8(raw).ok().map(str::to_string);
+    }
+    let mut quoted = Vec::with_capacity(raw.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(raw);
+    quoted.push(b'"');
+    serde_json::from_slice(&quoted).ok()
 }
 
 /// Days from 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).

@@ -2,9 +2,7 @@
 //! every supported type, nulls at every level, sliced batches, multi-stripe files, each compression; plus a check
 //! of every row index position against the decoded streams.
 //!
-//! Cross-checks with real ORC readers are `#[ignore]`d (they need Python): run
-//! `cargo test -p spillway-format --lib orc::tests::write_pyarrow_samples -- --ignored` to write sample files and
-//! their expected values to `/tmp/orc-check/`, then read them with pyarrow / pyorc (see that test's comment).
+//! Cross-checks with real ORC readers are `#[ignore]`d (they need Python): see [`write_pyarrow_samples`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -1246,10 +1244,12 @@ fn json_value(v: &V, dt: &DataType) -> serde_json::Value {
     }
 }
 
-/// Writes sample files and their expected rows (JSON) to /tmp/orc-check/ for an external reader check:
-/// `cargo test -p spillway-format --lib orc::tests::write_pyarrow_samples -- --ignored`, then
-/// `/work/main/.venv/bin/python /tmp/check_orc.py /tmp/orc-check` (a throwaway script that reads every `*.orc`
-/// with `pyarrow.orc` and compares each value with `<name>.json`).
+/// Writes sample files (each compression; default, multi-stripe, tiny-stripe/stride and index-less layouts; an
+/// empty file) and their expected rows to /tmp/orc-check/ for a check with real ORC readers:
+/// `cargo test -p spillway-format --lib orc::tests::write_pyarrow_samples -- --ignored`, then read each
+/// `<name>.orc` with e.g. `pyarrow.orc.read_table` (and `pyorc` for seeks, statistics and predicates) and compare
+/// every value with `<name>.json` (one object per row; floats as strings, decimals as strings, binary as hex,
+/// dates as days and timestamps as microseconds since the epoch, maps as `[key, value]` lists).
 #[test]
 #[ignore]
 fn write_pyarrow_samples() {
