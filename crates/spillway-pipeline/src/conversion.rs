@@ -323,3 +323,99 @@ impl ConversionPlan {
         line.push('\n');
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> (tempfile::TempDir, TableRegistry) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("shop")).unwrap();
+        std::fs::write(
+            dir.path().join("shop/orders.sql"),
+            "CREATE TABLE orders (id bigint, ts timestamp) PARTITIONED BY (dt string)",
+        )
+        .unwrap();
+        let reg = TableRegistry::new(Some(dir.path().to_path_buf()), &[]).unwrap();
+        (dir, reg)
+    }
+
+    fn config(dfc: Value) -> Value {
+        json!({"BucketARN": "arn:aws:s3:::b", "DataFormatConversionConfiguration": dfc})
+    }
+
+    fn base() -> Value {
+        json!({
+            "SchemaConfiguration": {"DatabaseName": "Shop", "TableName": "ORDERS"},
+            "InputFormatConfiguration": {"Deserializer": {"OpenXJsonSerDe": {}}},
+            "OutputFormatConfiguration": {"Serializer": {"ParquetSerDe": {}}},
+        })
+    }
+
+    #[test]
+    fn resolves_the_table_and_the_defaults() {
+        let (_dir, reg) = registry();
+        let plan = ConversionPlan::from_config(&config(base()), &reg, "eu-west-1", "111122223333").unwrap().unwrap();
+        assert_eq!(plan.conversion.columns.len(), 2, "partition columns are not written");
+        assert_eq!(plan.catalog.catalog_id, "111122223333");
+        assert_eq!(plan.catalog.region, "eu-west-1");
+        assert_eq!(plan.catalog.version_id, "LATEST");
+        assert!(matches!(&plan.conversion.output, OutputFormat::Parquet(p) if *p == ParquetOptions::default()));
+        assert!(matches!(&plan.conversion.deserializer, Deserializer::OpenX { case_insensitive: true, .. }));
+        let mut off = base();
+        off["Enabled"] = json!(false);
+        off["SchemaConfiguration"]["TableName"] = json!("missing");
+        assert!(ConversionPlan::from_config(&config(off), &reg, "r", "a").unwrap().is_none());
+    }
+
+    #[test]
+    fn refuses_what_the_real_service_refuses() {
+        let (_dir, reg) = registry();
+        let cases = [
+            ("/SchemaConfiguration/TableName", json!("nope"), "shop.nope"),
+            ("/InputFormatConfiguration", json!({}), "Deserializer is required"),
+            ("/OutputFormatConfiguration/Serializer", json!({"ParquetSerDe": {}, "OrcSerDe": {}}), "only one"),
+            ("/OutputFormatConfiguration/Serializer", json!({"ParquetSerDe": {"PageSizeBytes": 1}}), "PageSizeBytes"),
+            (
+                "/OutputFormatConfiguration/Serializer",
+                json!({"OrcSerDe": {"PaddingTolerance": 2.0}}),
+                "PaddingTolerance",
+            ),
+            (
+                "/OutputFormatConfiguration/Serializer",
+                json!({"OrcSerDe": {"Compression": "LZ4"}}),
+                "NONE, ZLIB, SNAPPY",
+            ),
+            (
+                "/InputFormatConfiguration/Deserializer",
+                json!({"HiveJsonSerDe": {"TimestampFormats": ["yyyy G"]}}),
+                "Invalid deserializer option",
+            ),
+        ];
+        for (pointer, value, fragment) in cases {
+            let mut dfc = base();
+            *dfc.pointer_mut(pointer).unwrap() = value;
+            let e = ConversionPlan::from_config(&config(dfc), &reg, "r", "a").unwrap_err();
+            assert!(e.message.contains(fragment), "{pointer}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn orc_options_and_error_lines() {
+        let (_dir, reg) = registry();
+        let mut dfc = base();
+        dfc["OutputFormatConfiguration"]["Serializer"] = json!({"OrcSerDe": {"Compression": "ZLIB", "StripeSizeBytes": 8388608, "RowIndexStride": 5000, "FormatVersion": "V0_11"}});
+        let plan = ConversionPlan::from_config(&config(dfc), &reg, "r", "a").unwrap().unwrap();
+        let OutputFormat::Orc(o) = &plan.conversion.output else { panic!() };
+        assert_eq!((o.compression, o.stripe_size_bytes, o.row_index_stride), (OrcCompression::Zlib, 8 << 20, 5000));
+        assert_eq!(o.format_version, OrcFormatVersion::V0_11);
+        let mut line = String::new();
+        let e = ConversionError { code: spillway_format::json::MALFORMED_DATA, message: "m".into() };
+        plan.write_error_line(&mut line, &e, 5, 9, b"{x");
+        let v: Value = serde_json::from_str(line.trim_end()).unwrap();
+        assert_eq!(v["rawData"], "e3g=");
+        assert_eq!(v["lastErrorCode"], "DataFormatConversion.MalformedData");
+        assert_eq!(v["dataCatalogTable"]["databaseName"], "Shop");
+        assert_eq!((v["arrivalTimestamp"].as_i64(), v["attemptEndingTimestamp"].as_i64()), (Some(5), Some(9)));
+    }
+}
