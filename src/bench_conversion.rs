@@ -19,31 +19,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 /// Seed 004's table, as written in the seed.
-const SEED004_DDL: &str = "CREATE EXTERNAL TABLE nyctaxitrips(
-    `pickup_latitude` double, 
-    `pickup_longitude` double, 
-    `dropoff_latitude` double, 
-    `dropoff_longitude` double, 
-    `trip_id` bigint, 
-    `trip_distance` double, 
-    `passenger_count` int, 
-    `pickup_datetime` timestamp, 
-    `dropoff_datetime` timestamp, 
-    `total_amount` double)
-    PARTITIONED BY ( 
-    `year` string, 
-    `month` string, 
-    `day` string, 
-    `hour` string)
-    ROW FORMAT SERDE 
-    'org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe' 
-    STORED AS INPUTFORMAT 
-    'org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat' 
-    OUTPUTFORMAT 
-    'org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat'
-    LOCATION
-    's3://kinesislab-nyctaxitrips-initials/nyctaxitrips/'
-    TBLPROPERTIES ('has_encrypted_data'='false');";
+const SEED004_DDL: &str = include_str!("../crates/spillway-format/tests/fixtures/nyctaxitrips.sql");
 
 const PYARROW_SCRIPT: &str = r#"
 import json, sys, time

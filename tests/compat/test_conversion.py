@@ -32,33 +32,9 @@ LAMBDA_DIR = Path(__file__).resolve().parent / "lambda"
 TEMP_PREFIX = ".spillway-tmp-"
 QUIET = {"IntervalInSeconds": 900, "SizeInMBs": 128}
 
-# Seed 004's DDL, exactly as written in the seed.
-SEED004_DDL = """CREATE EXTERNAL TABLE nyctaxitrips(
-    `pickup_latitude` double, 
-    `pickup_longitude` double, 
-    `dropoff_latitude` double, 
-    `dropoff_longitude` double, 
-    `trip_id` bigint, 
-    `trip_distance` double, 
-    `passenger_count` int, 
-    `pickup_datetime` timestamp, 
-    `dropoff_datetime` timestamp, 
-    `total_amount` double)
-    PARTITIONED BY ( 
-    `year` string, 
-    `month` string, 
-    `day` string, 
-    `hour` string)
-    ROW FORMAT SERDE 
-    'org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe' 
-    STORED AS INPUTFORMAT 
-    'org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat' 
-    OUTPUTFORMAT 
-    'org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat'
-    LOCATION
-    's3://kinesislab-nyctaxitrips-initials/nyctaxitrips/'
-    TBLPROPERTIES ('has_encrypted_data'='false');
-"""
+# Seed 004's DDL, exactly as written in the seed (shared with the Rust tests and the benchmark).
+SEED004_DDL = (Path(__file__).resolve().parents[2] / "crates" / "spillway-format" / "tests" / "fixtures"
+               / "nyctaxitrips.sql").read_text()
 
 # A table with every Hive type OpenX can read, as a JSON column list.
 ALL_TYPES = [

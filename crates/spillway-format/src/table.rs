@@ -1483,32 +1483,8 @@ mod tests {
     use super::*;
     use arrow_schema::{DataType, TimeUnit};
 
-    /// The seed's DDL, verbatim.
-    const SEED_DDL: &str = r#"CREATE EXTERNAL TABLE nyctaxitrips(
-    `pickup_latitude` double, 
-    `pickup_longitude` double, 
-    `dropoff_latitude` double, 
-    `dropoff_longitude` double, 
-    `trip_id` bigint, 
-    `trip_distance` double, 
-    `passenger_count` int, 
-    `pickup_datetime` timestamp, 
-    `dropoff_datetime` timestamp, 
-    `total_amount` double)
-    PARTITIONED BY ( 
-    `year` string, 
-    `month` string, 
-    `day` string, 
-    `hour` string)
-    ROW FORMAT SERDE 
-    'org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe' 
-    STORED AS INPUTFORMAT 
-    'org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat' 
-    OUTPUTFORMAT 
-    'org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat'
-    LOCATION
-    's3://kinesislab-nyctaxitrips-initials/nyctaxitrips/'
-    TBLPROPERTIES ('has_encrypted_data'='false');"#;
+    /// Seed 004's DDL, verbatim (shared with the benchmark and the black-box tests).
+    const SEED_DDL: &str = include_str!("../tests/fixtures/nyctaxitrips.sql");
 
     fn names(cols: &[Column]) -> Vec<&str> {
         cols.iter().map(|c| c.name.as_str()).collect()
