@@ -8,6 +8,7 @@
 pub mod destination;
 pub mod entry;
 pub mod error;
+pub mod iceberg;
 pub mod limits;
 pub mod names;
 pub mod operation;
