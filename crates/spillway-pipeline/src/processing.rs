@@ -27,6 +27,73 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Where otfMetadata members are kept among a record's Lambda partition keys.
+const OTF_KEY_PREFIX: &str = "\u{0}otfMetadata.";
+
+/// How records find their Iceberg table (reference §14, "Precedence").
+#[derive(Debug, Clone, Default)]
+pub struct IcebergRouting {
+    /// The single `DestinationTableConfiguration` (database, table), if there is exactly one.
+    pub default_table: Option<(String, String)>,
+}
+
+/// An Iceberg record's destination, as the partition id of the supervisor: `db/table/operation`
+/// (names are `[a-zA-Z0-9._]`, so `/` cannot occur in them).
+pub fn iceberg_partition(database: &str, table: &str, operation: &str) -> String {
+    format!("{database}/{table}/{operation}")
+}
+
+/// The (database, table, operation) of an Iceberg partition id.
+pub fn parse_iceberg_partition(id: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = id.splitn(3, '/');
+    Some((parts.next()?, parts.next()?, parts.next()?))
+}
+
+fn iceberg_name_ok(name: &str) -> bool {
+    (1..=255).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
+}
+
+impl IcebergRouting {
+    /// The partition id of a record, or why it has no valid destination (an error code and message).
+    fn route(&self, keys: &Keys<'_>) -> Result<String, (&'static str, String)> {
+        let pick = |member: &str| {
+            keys.lambda(&format!("{OTF_KEY_PREFIX}{member}")).or_else(|| keys.query(member)).map(str::to_string)
+        };
+        let (database, table) = match (pick("destinationDatabaseName"), pick("destinationTableName")) {
+            (Some(d), Some(t)) => (d, t),
+            (d, t) => match &self.default_table {
+                Some((dd, dt)) => (d.unwrap_or_else(|| dd.clone()), t.unwrap_or_else(|| dt.clone())),
+                None => {
+                    return Err((
+                        ICEBERG_NO_SUCH_TABLE,
+                        "The record names no destination table (destinationDatabaseName and destinationTableName from \
+                         the Lambda's otfMetadata or MetadataExtraction) and the stream has no single table."
+                            .into(),
+                    ));
+                }
+            },
+        };
+        for name in [&database, &table] {
+            if !iceberg_name_ok(name) {
+                return Err((ICEBERG_INVALID_TABLE_NAME, format!("Invalid database or table name '{name}'.")));
+            }
+        }
+        let operation = pick("operation").unwrap_or_else(|| "insert".into()).to_ascii_lowercase();
+        if !matches!(operation.as_str(), "insert" | "update" | "delete") {
+            return Err((
+                ICEBERG_INVALID_OPERATION,
+                format!("Invalid operation '{operation}'; it must be insert, update or delete."),
+            ));
+        }
+        Ok(iceberg_partition(&database, &table, &operation))
+    }
+}
+
+/// Error codes of Iceberg routing (reference §14).
+pub const ICEBERG_NO_SUCH_TABLE: &str = "Iceberg.NoSuchTable";
+pub const ICEBERG_INVALID_TABLE_NAME: &str = "Iceberg.InvalidTableName";
+pub const ICEBERG_INVALID_OPERATION: &str = "Iceberg.InvalidOperation";
+
 /// Error code of records beyond the active-partition limit (observed, reference §12).
 pub const ACTIVE_PARTITIONS_LIMIT_EXCEEDED: &str = "DynamicPartitioning.ActivePartitionsLimitExceeded";
 
@@ -257,6 +324,9 @@ pub struct Processor {
     pub context: StreamContext,
     /// The stream's `Prefix` when dynamic partitioning is on.
     pub partitioner: Option<PrefixPlan>,
+    /// Iceberg destinations: each record's table (and operation), from the Lambda's
+    /// `otfMetadata`, then the MetadataExtraction keys, then the single configured table.
+    pub iceberg: Option<IcebergRouting>,
     /// Seed of `!{firehose:random-string}` in a partitioned prefix (fixed per stream, so a record's
     /// partition is the same on replay).
     pub seed: u64,
@@ -356,9 +426,16 @@ impl Processor {
             for outcome in outcomes {
                 let Some(record) = records.next() else { break };
                 match outcome {
-                    Outcome::Ok { data, partition_keys, .. } => {
+                    Outcome::Ok { data, mut partition_keys, otf } => {
                         stats.succeed_records += 1;
                         stats.succeed_bytes += data.len() as u64;
+                        // Iceberg routing (§14): `metadata.otfMetadata` travels with the partition
+                        // keys, under names a partition key cannot collide with in practice.
+                        for (k, v) in otf.iter().flatten() {
+                            if let Some(v) = v.as_str() {
+                                partition_keys.insert(format!("{OTF_KEY_PREFIX}{k}"), v.to_string());
+                            }
+                        }
                         let keys = (!partition_keys.is_empty()).then_some(partition_keys);
                         out.push((Record { data, ..record }, keys));
                     }
@@ -413,8 +490,19 @@ impl Processor {
                 },
                 None => None,
             };
-            let partition = match &self.partitioner {
-                Some(prefix) => {
+            let partition = match (&self.partitioner, &self.iceberg) {
+                (_, Some(routing)) => match routing.route(&Keys { query, lambda: lambda_keys.as_ref() }) {
+                    Ok(id) => Some(id),
+                    Err((code, message)) => {
+                        failed.push(FailedRecord {
+                            code: code.to_string(),
+                            output_type: spillway_model::iceberg::ICEBERG_FAILED,
+                            ..fail(record, message)
+                        });
+                        continue;
+                    }
+                },
+                (Some(prefix), None) => {
                     let arrival = Utc.timestamp_millis_opt(record.arrival_ms).single().unwrap_or_else(Utc::now);
                     let k = Keys { query, lambda: lambda_keys.as_ref() };
                     match prefix.evaluate_prefix(arrival, &k, self.seed) {
@@ -425,7 +513,7 @@ impl Processor {
                         }
                     }
                 }
-                None => None,
+                (None, None) => None,
             };
             out.push(Processed {
                 data: record.data,
@@ -564,6 +652,7 @@ mod tests {
                 source_kinesis_stream_arn: None,
             },
             partitioner: None,
+            iceberg: None,
             seed: 1,
         };
         let aggregated = Bytes::from(kpl(&[b"{\"a\":1}{\"a\":2}", b"{\"a\":3}"]));
@@ -597,5 +686,26 @@ mod tests {
             json!({"attemptsMade": 4, "arrivalTimestamp": 5, "errorCode": "Lambda.FunctionError", "errorMessage": "m\"",
                    "attemptEndingTimestamp": 9, "rawData": "YWJj", "lambdaARN": "arn:aws:lambda:us-east-1:1:function:f"})
         );
+    }
+
+    #[test]
+    fn iceberg_routing_precedence() {
+        let routing = IcebergRouting { default_table: Some(("db".into(), "t".into())) };
+        let lambda = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (format!("{OTF_KEY_PREFIX}{k}"), v.to_string())).collect()
+        };
+        let route = |l: Option<&BTreeMap<String, String>>| routing.route(&Keys { query: None, lambda: l });
+        assert_eq!(route(None).unwrap(), "db/t/insert");
+        let l = lambda(&[("destinationDatabaseName", "iot"), ("destinationTableName", "s1"), ("operation", "Update")]);
+        assert_eq!(route(Some(&l)).unwrap(), "iot/s1/update");
+        let l = lambda(&[("destinationTableName", "other")]);
+        assert_eq!(route(Some(&l)).unwrap(), "db/other/insert", "missing members come from the single table");
+        let l = lambda(&[("destinationTableName", "../x")]);
+        assert_eq!(route(Some(&l)).unwrap_err().0, ICEBERG_INVALID_TABLE_NAME);
+        let l = lambda(&[("operation", "merge")]);
+        assert_eq!(route(Some(&l)).unwrap_err().0, ICEBERG_INVALID_OPERATION);
+        let none = IcebergRouting::default();
+        assert_eq!(none.route(&Keys { query: None, lambda: None }).unwrap_err().0, ICEBERG_NO_SUCH_TABLE);
+        assert_eq!(parse_iceberg_partition("iot/s1/update"), Some(("iot", "s1", "update")));
     }
 }

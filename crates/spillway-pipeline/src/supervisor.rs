@@ -1147,6 +1147,7 @@ impl Supervisor {
                 source_kinesis_stream_arn: None,
             },
             partitioner: self.plan.s3.dynamic_partitioning.then(|| self.plan.s3.main.prefix.clone()),
+            iceberg: None,
             seed: self.plan.id,
         }
     }
