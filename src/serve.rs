@@ -97,6 +97,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .partition_memory_bytes
                 .unwrap_or(spillway_pipeline::service::DEFAULT_PARTITION_MEMORY_BYTES),
             tables,
+            catalog_dir: data_dir.join("catalog"),
+            buckets_dir: data_dir.join("buckets"),
         },
         wal.clone(),
     )?;

@@ -2,10 +2,19 @@
 //! `SchemaConfiguration` (list, show, add, remove). The definitions, their layout under
 //! `<data-dir>/tables/` and the registry are `spillway_format::table`'s; this file finds the data
 //! dir and the configuration the way `serve` does, and prints.
+//!
+//! `create` makes an Iceberg table for an Iceberg stream in the embedded catalog
+//! (`spillway_destination::iceberg`): database `<data-dir>/catalog/catalog.db`, catalog `--catalog`,
+//! warehouse `<data-dir>/buckets/<catalog>/`, so the table lands at
+//! `<data-dir>/buckets/<catalog>/<database>.db/<table>/`. That is where a stream whose CatalogARN
+//! names the S3 Tables table bucket `<catalog>` (`arn:aws:s3tables:<region>:<acct>:bucket/<catalog>`
+//! or `arn:aws:glue:<region>:<acct>:catalog/s3tablescatalog/<catalog>`) and which has no
+//! `WarehouseLocation` keeps its tables: the table bucket is the embedded bucket of that name.
 
 use crate::config::Config;
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use spillway_destination::iceberg::{IcebergCatalog, parse_field_specs};
 use spillway_format::table::{DEFAULT_DATABASE, TableDefinition, TableRegistry};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -45,6 +54,31 @@ pub enum TablesCommand {
         #[command(flatten)]
         place: Place,
     },
+    /// Create an Iceberg table (format v2) for Iceberg streams in the embedded catalog
+    /// <data-dir>/catalog/catalog.db, stored under <data-dir>/buckets/<catalog>/<database>.db/<table>/.
+    Create {
+        /// DATABASE.TABLE (a stream's DestinationDatabaseName and DestinationTableName), or TABLE
+        /// for the database "default".
+        name: String,
+        /// JSON file of the columns: [{"name": ..., "type": ..., "required": ...}, ...] or
+        /// {"fields": [...]}, Iceberg types (long, double, timestamptz, decimal(10,2), list<string>,
+        /// struct<a:int>, ...) as in the `field` blocks of an S3 Tables table's Terraform schema.
+        #[arg(long, value_name = "FILE")]
+        schema: PathBuf,
+        /// Identity-partition the table on this top-level column (repeat for more).
+        #[arg(long = "partition-by", value_name = "COL")]
+        partition_by: Vec<String>,
+        /// The catalog: the S3 Tables table bucket of the streams' CatalogARN
+        /// (`...:bucket/NAME` or `...:catalog/s3tablescatalog/NAME`); `AwsDataCatalog` (the
+        /// default) is the account's Glue Data Catalog (`arn:aws:glue:<region>:<account>:catalog`).
+        #[arg(long, default_value = "AwsDataCatalog", value_name = "NAME")]
+        catalog: String,
+        /// Succeed without changing anything when the table exists.
+        #[arg(long)]
+        if_not_exists: bool,
+        #[command(flatten)]
+        place: Place,
+    },
 }
 
 /// Where the tables are: the same data dir and configuration as `spillway serve`.
@@ -59,15 +93,26 @@ pub struct Place {
 }
 
 impl Place {
-    /// The registry `serve` would build.
-    fn open(&self) -> anyhow::Result<TableRegistry> {
-        let config = match &self.config {
+    fn config(&self) -> anyhow::Result<Config> {
+        Ok(match &self.config {
             Some(p) => Config::load(p)?,
             None => Config::default(),
-        };
-        let data_dir =
-            self.data_dir.clone().or(config.server.data_dir).unwrap_or_else(|| PathBuf::from("./spillway-data"));
-        open_registry(&data_dir, &config.tables)
+        })
+    }
+
+    fn data_dir_of(&self, config: &Config) -> PathBuf {
+        self.data_dir.clone().or(config.server.data_dir.clone()).unwrap_or_else(|| PathBuf::from("./spillway-data"))
+    }
+
+    /// The registry `serve` would build.
+    fn open(&self) -> anyhow::Result<TableRegistry> {
+        let config = self.config()?;
+        open_registry(&self.data_dir_of(&config), &config.tables)
+    }
+
+    /// The data dir `serve` would use.
+    fn data_dir(&self) -> anyhow::Result<PathBuf> {
+        Ok(self.data_dir_of(&self.config()?))
     }
 }
 
@@ -85,6 +130,11 @@ pub fn run(command: TablesCommand) -> anyhow::Result<()> {
             add(&place.open()?, &file, database.as_deref(), replace, &mut out)
         }
         TablesCommand::Remove { name, place } => remove(&place.open()?, &name, &mut out),
+        TablesCommand::Create { name, schema, partition_by, catalog, if_not_exists, place } => {
+            let request = CreateRequest { name, schema, partition_by, catalog, if_not_exists };
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(create(&place.data_dir()?, &request, &mut out))
+        }
     }
 }
 
@@ -218,6 +268,68 @@ pub fn remove(registry: &TableRegistry, name: &str, out: &mut dyn Write) -> anyh
     Ok(())
 }
 
+/// What `spillway tables create` was asked.
+pub struct CreateRequest {
+    pub name: String,
+    pub schema: PathBuf,
+    pub partition_by: Vec<String>,
+    pub catalog: String,
+    pub if_not_exists: bool,
+}
+
+/// The embedded catalog `name` of the data dir (see the module docs for the layout).
+pub async fn open_catalog(data_dir: &Path, name: &str) -> anyhow::Result<IcebergCatalog> {
+    // The name is a folder of <data-dir>/buckets/: S3 Tables bucket names and AwsDataCatalog fit.
+    let valid = !name.is_empty()
+        && name.len() <= 255
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !name.starts_with('-');
+    if !valid {
+        anyhow::bail!("catalog name {name:?} must be letters, digits, '-' or '_' (an S3 Tables table bucket name)");
+    }
+    let db = data_dir.join("catalog").join("catalog.db");
+    let warehouse = data_dir.join("buckets").join(name);
+    IcebergCatalog::embedded(&db, name, &warehouse)
+        .await
+        .with_context(|| format!("cannot open the Iceberg catalog {}", db.display()))
+}
+
+pub async fn create(data_dir: &Path, request: &CreateRequest, out: &mut dyn Write) -> anyhow::Result<()> {
+    let (db, table) = split_name(&request.name)?;
+    let text = std::fs::read_to_string(&request.schema)
+        .with_context(|| format!("cannot read the schema {}", request.schema.display()))?;
+    let fields = parse_field_specs(&text).with_context(|| format!("in {}", request.schema.display()))?;
+    let catalog = open_catalog(data_dir, &request.catalog).await?;
+    let created = catalog
+        .create_table(db, table, &fields, &request.partition_by, request.if_not_exists)
+        .await
+        .with_context(|| format!("cannot create {db}.{table} in catalog {}", request.catalog))?;
+    if !created {
+        writeln!(out, "{db}.{table} already exists in catalog {} (unchanged)", request.catalog)?;
+        return Ok(());
+    }
+    let info = catalog.table_info(db, table).await?;
+    writeln!(
+        out,
+        "created Iceberg table {db}.{table} (format v{}) in catalog {}",
+        info.format_version,
+        catalog.name()
+    )?;
+    writeln!(out, "catalog database: {}", catalog.db_path().display())?;
+    writeln!(out, "location: {}", info.location)?;
+    let partitions = if request.partition_by.is_empty() { "-".to_string() } else { request.partition_by.join(",") };
+    writeln!(out, "partitioned by (identity): {partitions}")?;
+    writeln!(out, "\ncolumns:")?;
+    let rows: Vec<Vec<String>> = catalog
+        .table_fields(db, table)
+        .await?
+        .into_iter()
+        .map(|f| vec![format!("  {}", f.name), f.field_type, if f.required { "required" } else { "optional" }.into()])
+        .collect();
+    write_rows(out, &rows)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,5 +419,79 @@ mod tests {
         let other = tmp.path().join("flag");
         let registry = Place { data_dir: Some(other.clone()), config: Some(config) }.open().unwrap();
         assert_eq!(registry.dir(), Some(other.join("tables").as_path()), "--data-dir wins");
+    }
+
+    #[test]
+    fn create_makes_an_iceberg_table_in_the_embedded_catalog() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("data");
+        // Seed 000's Terraform fields, one to one.
+        let schema = tmp.path().join("readings.json");
+        std::fs::write(
+            &schema,
+            r#"{"fields": [
+                {"name": "sensor_id", "type": "string", "required": false},
+                {"name": "timestamp", "type": "long", "required": false},
+                {"name": "location", "type": "string", "required": false},
+                {"name": "temperature", "type": "double", "required": false},
+                {"name": "humidity", "type": "double", "required": false},
+                {"name": "pressure", "type": "double", "required": false}
+            ]}"#,
+        )
+        .unwrap();
+        let request = CreateRequest {
+            name: "firehosetos3demo.readings".into(),
+            schema: schema.clone(),
+            partition_by: vec!["location".into()],
+            catalog: "firehosetos3demo".into(),
+            if_not_exists: false,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let mut out = Vec::new();
+        runtime.block_on(create(&data_dir, &request, &mut out)).unwrap();
+        let out = text(out);
+        let table_dir = data_dir.canonicalize().unwrap().join("buckets/firehosetos3demo/firehosetos3demo.db/readings");
+        assert!(
+            out.starts_with(
+                "created Iceberg table firehosetos3demo.readings (format v2) in catalog firehosetos3demo\n"
+            ),
+            "{out}"
+        );
+        assert!(out.contains(&format!("location: file://{}\n", table_dir.display())), "{out}");
+        assert!(out.contains("partitioned by (identity): location\n"), "{out}");
+        assert!(out.contains("\n  timestamp    long    optional\n"), "{out}");
+        assert!(table_dir.join("metadata").is_dir());
+        assert!(data_dir.join("catalog/catalog.db").is_file());
+
+        let err = runtime.block_on(create(&data_dir, &request, &mut Vec::new())).unwrap_err();
+        assert!(format!("{err:#}").contains("already exists"), "{err:#}");
+        let again = CreateRequest { if_not_exists: true, ..request };
+        let mut out = Vec::new();
+        runtime.block_on(create(&data_dir, &again, &mut out)).unwrap();
+        assert_eq!(text(out), "firehosetos3demo.readings already exists in catalog firehosetos3demo (unchanged)\n");
+
+        let info = runtime
+            .block_on(async {
+                open_catalog(&data_dir, "firehosetos3demo")
+                    .await?
+                    .table_info("firehosetos3demo", "readings")
+                    .await
+                    .map_err(anyhow::Error::from)
+            })
+            .unwrap();
+        assert_eq!(info.columns.len(), 6);
+
+        std::fs::write(&schema, r#"[{"name": "a", "type": "bigint"}]"#).unwrap();
+        let bad = CreateRequest {
+            name: "db.t".into(),
+            schema,
+            partition_by: vec![],
+            catalog: "spillway".into(),
+            if_not_exists: false,
+        };
+        let err = runtime.block_on(create(&data_dir, &bad, &mut Vec::new())).unwrap_err();
+        assert!(format!("{err:#}").contains("Iceberg calls it long"), "{err:#}");
+        let bad_catalog = CreateRequest { catalog: "../x".into(), ..bad };
+        assert!(runtime.block_on(create(&data_dir, &bad_catalog, &mut Vec::new())).is_err());
     }
 }

@@ -4,6 +4,7 @@
 //! Invariant: a destination never chooses object names; it receives them from the pipeline, which
 //! derives them from WAL positions so that a replay overwrites instead of duplicating.
 
+pub mod iceberg;
 pub mod object;
 
 pub use object::{

@@ -454,6 +454,8 @@ pub struct JsonConverter {
     /// Set when the deserializer cannot handle the schema at all (OpenX and binary columns).
     invalid_schema: Option<ConversionError>,
     scratch: String,
+    /// A record must be exactly one JSON object (Iceberg destinations, reference §14).
+    single_object: bool,
 }
 
 fn contains_binary(t: &HiveType) -> bool {
@@ -497,7 +499,14 @@ impl JsonConverter {
             timestamp_formats,
             invalid_schema,
             scratch: String::new(),
+            single_object: false,
         }
+    }
+
+    /// Refuses records holding more than one JSON object (Iceberg: one record, one row).
+    pub fn with_single_object(mut self) -> Self {
+        self.single_object = true;
+        self
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -568,6 +577,9 @@ impl JsonConverter {
             fill_object(&mut j, &mut self.root, row, &mut ctx, rest)?;
             self.rows += 1;
             offset += j.current_index();
+            if self.single_object && !data[offset..].iter().all(u8::is_ascii_whitespace) {
+                return Err(ConversionError::mismatch("A record must hold exactly one JSON object."));
+            }
         }
     }
 

@@ -35,15 +35,16 @@ pub struct CatalogRef {
 }
 
 /// One `DestinationTableConfiguration`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TableTarget {
     pub database: String,
     pub table: String,
     pub unique_keys: Vec<String>,
     /// `PartitionSpec.Identity[].SourceName`.
     pub partition_identity: Vec<String>,
-    /// `S3ErrorOutputPrefix`: the error prefix of this table's failed records.
-    pub error_output_prefix: Option<String>,
+    /// `S3ErrorOutputPrefix`: the error prefix of this table's failed records, parsed (it takes
+    /// the expressions of an `ErrorOutputPrefix`).
+    pub error_output_prefix: Option<crate::prefix::PrefixPlan>,
 }
 
 /// The validated Iceberg destination of a stream.
@@ -164,7 +165,15 @@ impl IcebergPlan {
                 table: table.to_string(),
                 unique_keys: strings(t.get("UniqueKeys"), ""),
                 partition_identity,
-                error_output_prefix: str_of(t, "S3ErrorOutputPrefix").map(str::to_string),
+                error_output_prefix: match str_of(t, "S3ErrorOutputPrefix").filter(|p| !p.is_empty()) {
+                    None => None,
+                    Some(p) => Some(crate::prefix::PrefixPlan::parse(crate::prefix::PrefixOptions {
+                        prefix: None,
+                        error_output_prefix: Some(p),
+                        custom_time_zone: None,
+                        dynamic_partitioning: false,
+                    })?),
+                },
             });
         }
         let hints = config.get("BufferingHints");
@@ -215,6 +224,11 @@ impl IcebergPlan {
         })
     }
 
+    /// The configuration of a table, if it is in `DestinationTableConfigurationList`.
+    pub fn table(&self, database: &str, table: &str) -> Option<&TableTarget> {
+        self.tables.iter().find(|t| t.database == database && t.table == table)
+    }
+
     /// The configured table of a record that names none: the single `DestinationTableConfiguration`.
     pub fn single_table(&self) -> Option<&TableTarget> {
         match self.tables.as_slice() {
@@ -248,7 +262,10 @@ mod tests {
         assert_eq!(p.catalog.name, "iot-table-bucket");
         let t = p.single_table().unwrap();
         assert_eq!((t.database.as_str(), t.table.as_str()), ("iot_namespace", "sensor_readings"));
-        assert_eq!(t.error_output_prefix.as_deref(), Some("errors/iceberg-failed/"));
+        let prefix = t.error_output_prefix.as_ref().unwrap();
+        // A static prefix gets `<type>/yyyy/MM/dd/HH/`, as an S3 ErrorOutputPrefix does.
+        let evaluated = prefix.evaluate_error_prefix(chrono::Utc::now(), ICEBERG_FAILED, 1);
+        assert!(evaluated.starts_with("errors/iceberg-failed/iceberg-failed/2"), "{evaluated}");
         assert_eq!((p.buffer_bytes, p.interval_secs, p.retry_duration_secs), (5 * MIB, 300, 300));
         assert_eq!(p.s3.main.bucket_arn, "arn:aws:s3:::errors-bucket");
         assert!(!p.backup_all && !p.append_only);

@@ -112,6 +112,7 @@ pub struct ProcessingFamilies {
     active_partitions_limit: Family<StreamLabel, Gauge>,
     jq_duration: Histograms,
     conversion: [Family<StreamLabel, Counter>; 4],
+    iceberg: [Family<StreamLabel, Counter>; 4],
 }
 
 /// One stream's processing handles.
@@ -142,6 +143,12 @@ pub struct ProcessingMetrics {
     /// `FailedConversion.Records` / `.Bytes`: records sent to `format-conversion-failed`.
     pub failed_conversion_records: Counter,
     pub failed_conversion_bytes: Counter,
+    /// `DeliveryToIceberg.SuccessfulRowCount` / `.FailedRowCount` / `.Bytes` / `.Success`
+    /// (commits).
+    pub iceberg_successful_rows: Counter,
+    pub iceberg_failed_rows: Counter,
+    pub iceberg_bytes: Counter,
+    pub iceberg_commits: Counter,
 }
 
 impl ProcessingMetrics {
@@ -204,6 +211,12 @@ impl ProcessingFamilies {
             counter("FailedConversion_Records", "Records that could not be converted"),
             counter("FailedConversion_Bytes", "Bytes of the records that could not be converted"),
         ];
+        let iceberg = [
+            counter("DeliveryToIceberg_SuccessfulRowCount", "Rows committed to Iceberg tables"),
+            counter("DeliveryToIceberg_FailedRowCount", "Rows sent to the iceberg-failed error output"),
+            counter("DeliveryToIceberg_Bytes", "Bytes of the records committed to Iceberg tables"),
+            counter("DeliveryToIceberg_Success", "Iceberg commits"),
+        ];
         Self {
             execute_duration,
             execute_success,
@@ -217,6 +230,7 @@ impl ProcessingFamilies {
             active_partitions_limit,
             jq_duration,
             conversion,
+            iceberg,
         }
     }
 
@@ -237,6 +251,10 @@ impl ProcessingFamilies {
             succeed_conversion_bytes: self.conversion[1].get_or_create(l).clone(),
             failed_conversion_records: self.conversion[2].get_or_create(l).clone(),
             failed_conversion_bytes: self.conversion[3].get_or_create(l).clone(),
+            iceberg_successful_rows: self.iceberg[0].get_or_create(l).clone(),
+            iceberg_failed_rows: self.iceberg[1].get_or_create(l).clone(),
+            iceberg_bytes: self.iceberg[2].get_or_create(l).clone(),
+            iceberg_commits: self.iceberg[3].get_or_create(l).clone(),
         }
     }
 
@@ -251,7 +269,7 @@ impl ProcessingFamilies {
             f.remove(l);
         }
         self.jq_duration.remove(l);
-        for f in &self.conversion {
+        for f in self.conversion.iter().chain(&self.iceberg) {
             f.remove(l);
         }
     }

@@ -22,7 +22,11 @@ use spillway_api::{Backend, PutOutcome};
 use spillway_destination::ObjectStores;
 use spillway_format::table::TableRegistry;
 use spillway_model::destination::DestinationKind;
+use spillway_model::iceberg::IcebergPlan;
 use spillway_model::plan::S3Plan;
+
+/// The Create member of Iceberg destinations.
+const ICEBERG_KIND: &str = "IcebergDestinationConfiguration";
 use spillway_model::put::PutRequest;
 use spillway_model::stream::{self, Ctx, Refusal, StreamRecord};
 use spillway_model::{ApiError, ErrorCode, Operation, entry};
@@ -62,6 +66,10 @@ pub struct ServiceConfig {
     pub partition_memory_bytes: usize,
     /// Table definitions for record format conversion (`[[tables]]`, `<data-dir>/tables`).
     pub tables: Arc<TableRegistry>,
+    /// `<data-dir>/catalog`: the embedded Iceberg catalog.
+    pub catalog_dir: PathBuf,
+    /// `<data-dir>/buckets`: local buckets, where the embedded catalog's warehouses live.
+    pub buckets_dir: PathBuf,
 }
 
 /// Firehose's default active-partition limit per stream (reference §12).
@@ -124,6 +132,23 @@ pub fn capabilities(
         return Err(Refusal::Unsupported(format!(
             "spillway cannot read from {stream_type} sources yet; only DirectPut streams are supported"
         )));
+    }
+    if kind.create == ICEBERG_KIND {
+        let plan = IcebergPlan::from_config(destination).map_err(Refusal::Invalid)?;
+        if plan.table_creation || plan.schema_evolution {
+            return Err(Refusal::Unsupported(
+                "spillway cannot create Iceberg tables or evolve their schemas from a stream yet \
+                 (TableCreationConfiguration, SchemaEvolutionConfiguration); create the table with \
+                 'spillway tables create'"
+                    .into(),
+            ));
+        }
+        let processing =
+            ProcessingPlan::from_config(destination).map_err(|e| Refusal::Invalid(ApiError::invalid_argument(e)))?;
+        if let Some(lambda) = processing.as_ref().and_then(|p| p.lambda.as_ref()) {
+            config.functions.check(&lambda.lambda_arn)?;
+        }
+        return Ok(());
     }
     if !kind.is_s3() {
         return Err(Refusal::Unsupported(format!(
@@ -198,6 +223,8 @@ impl Service {
             spill_dir: self.inner.config.spill_dir.clone(),
             active_partitions_limit: self.inner.config.active_partitions_limit,
             partition_memory_bytes: self.inner.config.partition_memory_bytes,
+            catalog_dir: self.inner.config.catalog_dir.clone(),
+            buckets_dir: self.inner.config.buckets_dir.clone(),
         }
     }
 
@@ -206,7 +233,13 @@ impl Service {
     }
 
     fn stream_plan(&self, record: &StreamRecord) -> Option<Arc<StreamPlan>> {
-        if !record.is_active() || !record.kind().is_s3() {
+        if !record.is_active() {
+            return None;
+        }
+        if record.kind().create == ICEBERG_KIND {
+            return self.iceberg_stream_plan(record);
+        }
+        if !record.kind().is_s3() {
             return None;
         }
         let cfg = &self.inner.config;
@@ -219,21 +252,55 @@ impl Service {
                     .map_err(|e| e.message)
             });
         match plan {
-            Ok((s3, processing, conversion)) => Some(Arc::new(StreamPlan {
-                name: record.name.clone(),
-                id: record.id,
-                version_id: record.version_id,
-                arn: self.ctx().arn(&record.name),
-                region: self.inner.config.region.clone(),
-                s3,
-                processing: processing.map(Arc::new),
-                conversion: conversion.map(Arc::new),
-            })),
+            Ok((s3, processing, conversion)) => Some(self.new_plan(record, s3, processing, conversion, None)),
             Err(e) => {
                 tracing::error!(stream = %record.name, error = %e, "stored configuration has no delivery plan");
                 None
             }
         }
+    }
+
+    /// The plan of an Iceberg stream: its tables and catalog, and the `S3Configuration` lane of
+    /// error records (and, with `S3BackupMode: AllData`, of the source records), buffered by the
+    /// Iceberg hints.
+    fn iceberg_stream_plan(&self, record: &StreamRecord) -> Option<Arc<StreamPlan>> {
+        let built = IcebergPlan::from_config(&record.destination)
+            .map_err(|e| e.message)
+            .and_then(|ice| ProcessingPlan::from_config(&record.destination).map(|p| (ice, p)));
+        let (ice, processing) = match built {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(stream = %record.name, error = %e, "stored configuration has no delivery plan");
+                return None;
+            }
+        };
+        let mut s3 = ice.s3.clone();
+        s3.backup = ice.backup_all.then(|| s3.main.clone());
+        s3.main.buffer_bytes = ice.buffer_bytes;
+        s3.main.interval_secs = ice.interval_secs;
+        s3.retry_duration_secs = Some(ice.retry_duration_secs);
+        Some(self.new_plan(record, s3, processing, None, Some(ice)))
+    }
+
+    fn new_plan(
+        &self,
+        record: &StreamRecord,
+        s3: S3Plan,
+        processing: Option<ProcessingPlan>,
+        conversion: Option<ConversionPlan>,
+        iceberg: Option<IcebergPlan>,
+    ) -> Arc<StreamPlan> {
+        Arc::new(StreamPlan {
+            name: record.name.clone(),
+            id: record.id,
+            version_id: record.version_id,
+            arn: self.ctx().arn(&record.name),
+            region: self.inner.config.region.clone(),
+            s3,
+            processing: processing.map(Arc::new),
+            conversion: conversion.map(Arc::new),
+            iceberg: iceberg.map(Arc::new),
+        })
     }
 
     /// Starts delivery for a stream if it is ACTIVE (must run inside the runtime).

@@ -36,6 +36,8 @@
 //!   changes between invocations can, after a crash, put a record in another partition than the
 //!   first time.
 
+mod iceberg;
+
 use crate::conversion::{ConversionPlan, FORMAT_CONVERSION_FAILED};
 use crate::metrics::{DeliveryMetrics, ProcessingMetrics};
 use crate::partition::{PartitionBuffer, Taken, append_spill, frames};
@@ -87,13 +89,16 @@ pub struct StreamPlan {
     pub processing: Option<Arc<ProcessingPlan>>,
     /// `DataFormatConversionConfiguration` when enabled.
     pub conversion: Option<Arc<ConversionPlan>>,
+    /// Iceberg destinations: the tables and catalog (`s3` is then the `S3Configuration` of error
+    /// records and backups, with the Iceberg buffering hints and retry options).
+    pub iceberg: Option<Arc<spillway_model::iceberg::IcebergPlan>>,
 }
 
 impl StreamPlan {
     /// Whether the main lane processes records (processors or dynamic partitioning) instead of
     /// delivering the WAL's records as they are.
     pub fn partitioned(&self) -> bool {
-        self.processing.is_some() || self.s3.dynamic_partitioning || self.conversion.is_some()
+        self.processing.is_some() || self.s3.dynamic_partitioning || self.conversion.is_some() || self.iceberg.is_some()
     }
 }
 
@@ -147,6 +152,10 @@ pub struct Resources {
     pub active_partitions_limit: usize,
     /// Memory for the partition buffers of one stream; beyond it the largest buffers spill to disk.
     pub partition_memory_bytes: usize,
+    /// `<data-dir>/catalog`: the embedded Iceberg catalog.
+    pub catalog_dir: PathBuf,
+    /// `<data-dir>/buckets`: where warehouses of the embedded catalog live.
+    pub buckets_dir: PathBuf,
 }
 
 /// Starts the supervisor of a stream.
@@ -171,6 +180,7 @@ pub fn spawn(
         reader: None,
         flushes: Vec::new(),
         draining: false,
+        iceberg_target: None,
     };
     let task = tokio::spawn(sup.run());
     SupervisorHandle { tx, runtime, task }
@@ -220,6 +230,8 @@ struct Supervisor {
     flushes: Vec<(Lsn, oneshot::Sender<FlushReport>, FlushReport)>,
     /// Shutting down: deliver every buffer now, whatever the hints say.
     draining: bool,
+    /// Iceberg streams: the catalog, opened at the first commit.
+    iceberg_target: Option<iceberg::IcebergTarget>,
 }
 
 fn now_ms() -> i64 {
@@ -636,12 +648,18 @@ impl Supervisor {
         (code, message): (String, String),
         attempts: u32,
     ) {
+        // Records of an Iceberg table go to Iceberg's error output type.
+        let output_type = match &intent.partition {
+            Some(p) if p.starts_with(iceberg::ICE_PARTITION) => spillway_model::iceberg::ICEBERG_FAILED,
+            _ => S3_FAILED,
+        };
         let arrival = Utc.timestamp_millis_opt(oldest_ms).single().unwrap_or_else(Utc::now);
         let s = seed(self.plan.id, intent.first, intent.last, "error");
         let name = intent.key.rsplit('/').next().unwrap_or(&intent.key).to_string();
-        intent.key = plan.prefix.evaluate_error_prefix(arrival, S3_FAILED, s) + &name;
+        intent.key = plan.prefix.evaluate_error_prefix(arrival, output_type, s) + &name;
+        intent.errors_key = None;
         intent.error =
-            Some(ErrorOutput { output_type: S3_FAILED.into(), code, message, attempts, ending_ms: now_ms() });
+            Some(ErrorOutput { output_type: output_type.into(), code, message, attempts, ending_ms: now_ms() });
     }
 
     async fn persist_intent(&mut self, i: usize, intent: Option<Intent>) {
@@ -987,6 +1005,8 @@ struct Job {
     errors_body: Option<Bytes>,
     errors_stored: bool,
     converted: Option<ConversionCounts>,
+    /// Iceberg: what the records became, once the table holds them.
+    iceberg: Option<iceberg::IcebergCounts>,
     records: u64,
     bytes: usize,
     oldest_ms: i64,
@@ -1014,6 +1034,8 @@ struct JobContext {
     conversion: Option<Arc<ConversionPlan>>,
     /// Whether frames hold processed records (so `rawData` must be read back from the WAL).
     processed: bool,
+    /// Iceberg streams: the catalog the `ice:` partitions are committed to.
+    iceberg: Option<iceberg::IcebergTarget>,
 }
 
 async fn attempt_owned(i: usize, mut job: Job, ctx: JobContext) -> (usize, Job, Result<(), ObjectError>) {
@@ -1071,6 +1093,12 @@ fn encode_job(intent: &Intent, id: &str, frames: &[u8], ctx: &JobContext) -> Enc
 
 /// One write attempt of a job's object.
 async fn attempt_job(job: &mut Job, ctx: JobContext) -> Result<(), ObjectError> {
+    if let Some(target) = ctx.iceberg.as_ref()
+        && job.id.starts_with(iceberg::ICE_PARTITION)
+        && job.intent.error.is_none()
+    {
+        return iceberg::attempt(job, target, &ctx).await;
+    }
     if job.body.is_none() {
         let (taken, frames, intent, id) = (job.taken.take(), job.frames.clone(), job.intent.clone(), job.id.clone());
         let c = ctx.clone();
@@ -1147,7 +1175,9 @@ impl Supervisor {
                 source_kinesis_stream_arn: None,
             },
             partitioner: self.plan.s3.dynamic_partitioning.then(|| self.plan.s3.main.prefix.clone()),
-            iceberg: None,
+            iceberg: self.plan.iceberg.as_ref().map(|p| crate::processing::IcebergRouting {
+                default_table: p.single_table().map(|t| (t.database.clone(), t.table.clone())),
+            }),
             seed: self.plan.id,
         }
     }
@@ -1208,6 +1238,7 @@ impl Supervisor {
     fn place(&mut self, out: crate::processing::RunOutput, delimit: bool) {
         let pm = &self.processing_metrics;
         let limit = self.res.active_partitions_limit;
+        let iceberg_stream = self.plan.iceberg.is_some();
         let marks = &self.state.partitions;
         let delivered = |id: &str| if marks.is_empty() { 0 } else { marks.get(id).map_or(0, |s| s.delivered) };
         let Some(p) = &mut self.part else { return };
@@ -1218,7 +1249,7 @@ impl Supervisor {
             id.clear();
             match &r.partition {
                 Some(prefix) => {
-                    id.push_str(DP_PARTITION);
+                    id.push_str(if iceberg_stream { iceberg::ICE_PARTITION } else { DP_PARTITION });
                     id.push_str(prefix);
                 }
                 None => id.push_str(MAIN_PARTITION),
@@ -1226,7 +1257,7 @@ impl Supervisor {
             if r.lsn < delivered(&id) {
                 continue;
             }
-            if r.partition.is_some() && p.dp_active >= limit && !p.partitions.contains_key(&id) {
+            if r.partition.is_some() && !iceberg_stream && p.dp_active >= limit && !p.partitions.contains_key(&id) {
                 exceeded = true;
                 failed.push(FailedRecord {
                     raw: r.raw,
@@ -1351,6 +1382,7 @@ impl Supervisor {
                 errors_body: None,
                 errors_stored: false,
                 converted: None,
+                iceberg: None,
                 records,
                 bytes,
                 oldest_ms,
@@ -1411,6 +1443,7 @@ impl Supervisor {
                 errors_body: None,
                 errors_stored: false,
                 converted: None,
+                iceberg: None,
                 attempts: 0,
                 failing_since: None,
             });
@@ -1421,6 +1454,23 @@ impl Supervisor {
 
     /// The object (key and WAL range) of a partition's buffer.
     fn cut_partition(&self, id: &str, buf: &PartitionBuffer) -> Intent {
+        if let Some(ice) = id.strip_prefix(iceberg::ICE_PARTITION) {
+            // The rows go to the table; the intent's key is where records it refuses go: under the
+            // table's `S3ErrorOutputPrefix`, else the `S3Configuration`'s error prefix.
+            let range = (buf.first_lsn, buf.last_lsn);
+            let failed = spillway_model::iceberg::ICEBERG_FAILED;
+            let mut intent =
+                self.new_intent(&self.plan.s3.main, range, buf.oldest_arrival_ms, id, ObjectPrefix::Error(failed));
+            let table_prefix = crate::processing::parse_iceberg_partition(ice)
+                .and_then(|(db, t, _)| self.plan.iceberg.as_ref()?.table(db, t)?.error_output_prefix.as_ref());
+            if let Some(prefix) = table_prefix {
+                let arrival = Utc.timestamp_millis_opt(buf.oldest_arrival_ms).single().unwrap_or_else(Utc::now);
+                let name = intent.key.rsplit('/').next().unwrap_or_default().to_string();
+                intent.key =
+                    prefix.evaluate_error_prefix(arrival, failed, seed(self.plan.id, range.0, range.1, id)) + &name;
+            }
+            return Intent { errors_key: Some(intent.key.clone()), partition: Some(id.to_string()), ..intent };
+        }
         let prefix = if let Some(prefix) = id.strip_prefix(DP_PARTITION) {
             ObjectPrefix::Evaluated(prefix)
         } else if let Some(output_type) = id.strip_prefix(ERROR_PARTITION) {
@@ -1439,6 +1489,15 @@ impl Supervisor {
         let mut backoff = BACKOFF_FIRST;
         let retry_window = self.plan.s3.retry_duration_secs.map(Duration::from_secs);
         while !jobs.is_empty() {
+            if let Err(e) = self.open_iceberg().await {
+                tracing::warn!(stream = %self.plan.name, error = %e, "cannot open the Iceberg catalog; retrying");
+                self.set_failure(Some(format!("Iceberg catalog unavailable: {e} (the records are kept and retried)")));
+                if let Some(stop) = self.wait_or_command(backoff).await {
+                    return Err(stop);
+                }
+                backoff = (backoff * 2).min(BACKOFF_CAP);
+                continue;
+            }
             let ctx = JobContext {
                 stores: Arc::clone(&self.res.stores),
                 gzip_level: self.res.gzip_level,
@@ -1447,6 +1506,7 @@ impl Supervisor {
                 tag: self.plan.id,
                 conversion: self.plan.conversion.clone(),
                 processed: self.plan.processing.is_some(),
+                iceberg: self.iceberg_target.clone(),
             };
             // Owned jobs on tasks: PARALLEL_PUTS in flight, results in the jobs' order.
             let mut results = Vec::with_capacity(jobs.len());
@@ -1527,7 +1587,21 @@ impl Supervisor {
                         keys.push(k.clone());
                     }
                 }
-                let wrote_main = job.converted.is_none_or(|c| c.records > 0);
+                if let Some(c) = job.iceberg {
+                    let pm = &self.processing_metrics;
+                    pm.iceberg_successful_rows.inc_by(c.rows);
+                    pm.iceberg_bytes.inc_by(c.bytes);
+                    pm.iceberg_failed_rows.inc_by(c.failed);
+                    if c.committed {
+                        pm.iceberg_commits.inc();
+                    }
+                    if job.errors_stored
+                        && let Some(k) = &job.intent.errors_key
+                    {
+                        keys.push(k.clone());
+                    }
+                }
+                let wrote_main = job.converted.is_none_or(|c| c.records > 0) && job.iceberg.is_none();
                 if wrote_main {
                     keys.push(job.intent.key.clone());
                 }
@@ -1560,6 +1634,26 @@ impl Supervisor {
             }
             backoff = (backoff * 2).min(BACKOFF_CAP);
         }
+        Ok(())
+    }
+
+    /// Opens the embedded catalog of an Iceberg stream once: `<data-dir>/catalog/catalog.db`,
+    /// catalog name from the CatalogARN, warehouse `WarehouseLocation` mapped to the local bucket
+    /// store (else the bucket named like the catalog).
+    async fn open_iceberg(&mut self) -> Result<(), String> {
+        let Some(plan) = &self.plan.iceberg else { return Ok(()) };
+        if self.iceberg_target.is_some() {
+            return Ok(());
+        }
+        let warehouse = match &plan.catalog.warehouse {
+            Some((bucket, path)) => self.res.buckets_dir.join(bucket).join(path),
+            None => self.res.buckets_dir.join(&plan.catalog.name),
+        };
+        let db = self.res.catalog_dir.join("catalog.db");
+        let catalog = spillway_destination::iceberg::IcebergCatalog::embedded(&db, &plan.catalog.name, &warehouse)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.iceberg_target = Some(iceberg::IcebergTarget { catalog, stream_key: format!("{:016x}", self.plan.id) });
         Ok(())
     }
 

@@ -78,6 +78,8 @@ impl TestServer {
                     spillway_format::table::TableRegistry::new(Some(data_dir.join("tables")), &[])
                         .expect("open the tables folder"),
                 ),
+                catalog_dir: data_dir.join("catalog"),
+                buckets_dir: data_dir.join("buckets"),
             },
             wal.clone(),
         )

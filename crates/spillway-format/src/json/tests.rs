@@ -214,3 +214,11 @@ fn escaped_and_unicode_keys_match() {
     assert_eq!(b.column(0).as_string::<i32>().value(0), "x");
     assert_eq!(b.column(1).as_primitive::<Int32Type>().values(), &[1, 2]);
 }
+
+#[test]
+fn single_object_mode_refuses_concatenated_objects() {
+    let mut c = JsonConverter::new(&cols(&[("a", "int")]), &openx()).with_single_object();
+    c.push_record(b"{\"a\": 1}\n").unwrap();
+    assert!(c.push_record(b"{\"a\": 1}{\"a\": 2}").is_err());
+    assert_eq!(c.flush().unwrap().num_rows(), 1);
+}
