@@ -75,10 +75,9 @@ impl HiveType {
     /// Parses Hive type syntax, case-insensitively, with or without spaces
     /// (`array< struct<a:int, `b`:string> >`).
     pub fn parse(text: &str) -> Result<HiveType, TypeError> {
-        let mut p = TypeParser { s: text.as_bytes(), i: 0, text };
+        let mut p = TypeParser { t: TypeTokens::new(text), text };
         let t = p.parse_type()?;
-        p.skip_ws();
-        if p.i != p.s.len() {
+        if !p.t.at_end() {
             return Err(p.err("unexpected text after the type"));
         }
         Ok(t)
@@ -160,15 +159,33 @@ impl fmt::Display for HiveType {
     }
 }
 
-struct TypeParser<'a> {
+/// The tokens of a type text, shared by the type parsers (Hive here, Iceberg in the destination
+/// crate): white space is skipped before every token.
+#[derive(Debug, Clone)]
+pub struct TypeTokens<'a> {
     s: &'a [u8],
     i: usize,
-    text: &'a str,
 }
 
-impl TypeParser<'_> {
-    fn err(&self, reason: &str) -> TypeError {
-        TypeError { text: self.text.to_string(), reason: format!("{reason} (at character {})", self.i + 1) }
+impl<'a> TypeTokens<'a> {
+    pub fn new(text: &'a str) -> Self {
+        Self { s: text.as_bytes(), i: 0 }
+    }
+
+    /// Byte offset of the next token (for messages: `position() + 1` is the character).
+    pub fn position(&self) -> usize {
+        self.i
+    }
+
+    /// Goes back to a [`position`](Self::position) (a one-word lookahead).
+    pub fn rewind(&mut self, position: usize) {
+        self.i = position;
+    }
+
+    /// Whether only white space is left.
+    pub fn at_end(&mut self) -> bool {
+        self.skip_ws();
+        self.i == self.s.len()
     }
 
     fn skip_ws(&mut self) {
@@ -177,7 +194,8 @@ impl TypeParser<'_> {
         }
     }
 
-    fn eat(&mut self, c: u8) -> bool {
+    /// Consumes `c` if it comes next.
+    pub fn eat(&mut self, c: u8) -> bool {
         self.skip_ws();
         if self.s.get(self.i) == Some(&c) {
             self.i += 1;
@@ -187,12 +205,8 @@ impl TypeParser<'_> {
         }
     }
 
-    fn expect(&mut self, c: u8) -> Result<(), TypeError> {
-        if self.eat(c) { Ok(()) } else { Err(self.err(&format!("expected '{}'", c as char))) }
-    }
-
-    /// A bare word (letters, digits, `_`).
-    fn word(&mut self) -> String {
+    /// A bare word (letters, digits, `_`), as written.
+    pub fn word(&mut self) -> String {
         self.skip_ws();
         let start = self.i;
         while self.i < self.s.len() && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_') {
@@ -201,15 +215,26 @@ impl TypeParser<'_> {
         String::from_utf8_lossy(&self.s[start..self.i]).into_owned()
     }
 
-    /// A struct field name: a word, or a backticked name (`` ` `` doubled inside).
-    fn field_name(&mut self) -> Result<String, TypeError> {
+    /// A decimal number.
+    pub fn number(&mut self) -> Option<u64> {
+        self.skip_ws();
+        let start = self.i;
+        while self.i < self.s.len() && self.s[self.i].is_ascii_digit() {
+            self.i += 1;
+        }
+        std::str::from_utf8(&self.s[start..self.i]).ok().and_then(|d| d.parse().ok())
+    }
+
+    /// A struct field name: a backticked name (`` ` `` doubled inside), or the text up to the
+    /// next `:` `,` `<` `>`, trimmed. `Err` says what is wrong.
+    pub fn field_name(&mut self) -> Result<String, &'static str> {
         self.skip_ws();
         if self.s.get(self.i) == Some(&b'`') {
             self.i += 1;
             let mut name = Vec::new();
             loop {
                 match self.s.get(self.i) {
-                    None => return Err(self.err("unterminated `name`")),
+                    None => return Err("unterminated `name`"),
                     Some(b'`') if self.s.get(self.i + 1) == Some(&b'`') => {
                         name.push(b'`');
                         self.i += 2;
@@ -232,21 +257,40 @@ impl TypeParser<'_> {
         }
         let name = String::from_utf8_lossy(&self.s[start..self.i]).trim().to_string();
         if name.is_empty() {
-            return Err(self.err("expected a field name"));
+            return Err("expected a field name");
         }
         Ok(name)
     }
+}
+
+struct TypeParser<'a> {
+    t: TypeTokens<'a>,
+    text: &'a str,
+}
+
+impl TypeParser<'_> {
+    fn err(&self, reason: &str) -> TypeError {
+        TypeError { text: self.text.to_string(), reason: format!("{reason} (at character {})", self.t.position() + 1) }
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        self.t.eat(c)
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), TypeError> {
+        if self.eat(c) { Ok(()) } else { Err(self.err(&format!("expected '{}'", c as char))) }
+    }
+
+    fn word(&mut self) -> String {
+        self.t.word()
+    }
+
+    fn field_name(&mut self) -> Result<String, TypeError> {
+        self.t.field_name().map_err(|e| self.err(e))
+    }
 
     fn number(&mut self) -> Result<u32, TypeError> {
-        self.skip_ws();
-        let start = self.i;
-        while self.i < self.s.len() && self.s[self.i].is_ascii_digit() {
-            self.i += 1;
-        }
-        std::str::from_utf8(&self.s[start..self.i])
-            .ok()
-            .and_then(|d| d.parse().ok())
-            .ok_or_else(|| self.err("expected a number"))
+        self.t.number().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| self.err("expected a number"))
     }
 
     fn parse_type(&mut self) -> Result<HiveType, TypeError> {
@@ -260,9 +304,9 @@ impl TypeParser<'_> {
             "float" | "real" => HiveType::Float,
             "double" => {
                 // `double precision` is an alias.
-                let save = self.i;
+                let save = self.t.position();
                 if !self.word().eq_ignore_ascii_case("precision") {
-                    self.i = save;
+                    self.t.rewind(save);
                 }
                 HiveType::Double
             }

@@ -9,17 +9,16 @@
 
 use super::{FieldSpec, IcebergError};
 use iceberg::spec::{ListType, MapType, NestedField, NestedFieldRef, PrimitiveType, Schema, StructType, Type};
-use spillway_format::schema::{Column, HiveType, MAX_DECIMAL_PRECISION};
+use spillway_format::schema::{Column, HiveType, MAX_DECIMAL_PRECISION, TypeTokens};
 use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Parses the type text of a [`FieldSpec`] (exposed for validation at create time). Field ids
 /// inside the returned type are placeholders (0); [`build_schema`] assigns the real ones.
 pub fn parse_field_type(text: &str) -> Result<Type, IcebergError> {
-    let mut p = Parser { s: text.as_bytes(), i: 0, text, next_id: 0 };
+    let mut p = Parser { t: TypeTokens::new(text), text, next_id: 0 };
     let t = p.parse_type()?;
-    p.skip_ws();
-    if p.i != p.s.len() {
+    if !p.t.at_end() {
         return Err(p.err("unexpected text after the type"));
     }
     Ok(t)
@@ -198,31 +197,22 @@ pub(crate) fn columns_of(fields: &[NestedFieldRef], parent: Option<&str>) -> Res
 }
 
 struct Parser<'a> {
-    s: &'a [u8],
-    i: usize,
+    t: TypeTokens<'a>,
     text: &'a str,
     next_id: i32,
 }
 
 impl Parser<'_> {
     fn err(&self, reason: &str) -> IcebergError {
-        IcebergError::InvalidSchema(format!("invalid type {:?}: {reason} (at character {})", self.text, self.i + 1))
-    }
-
-    fn skip_ws(&mut self) {
-        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
-            self.i += 1;
-        }
+        IcebergError::InvalidSchema(format!(
+            "invalid type {:?}: {reason} (at character {})",
+            self.text,
+            self.t.position() + 1
+        ))
     }
 
     fn eat(&mut self, c: u8) -> bool {
-        self.skip_ws();
-        if self.s.get(self.i) == Some(&c) {
-            self.i += 1;
-            true
-        } else {
-            false
-        }
+        self.t.eat(c)
     }
 
     fn expect(&mut self, c: u8) -> Result<(), IcebergError> {
@@ -230,56 +220,15 @@ impl Parser<'_> {
     }
 
     fn word(&mut self) -> String {
-        self.skip_ws();
-        let start = self.i;
-        while self.i < self.s.len() && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_') {
-            self.i += 1;
-        }
-        String::from_utf8_lossy(&self.s[start..self.i]).to_ascii_lowercase()
+        self.t.word().to_ascii_lowercase()
     }
 
     fn number(&mut self) -> Result<u64, IcebergError> {
-        self.skip_ws();
-        let start = self.i;
-        while self.i < self.s.len() && self.s[self.i].is_ascii_digit() {
-            self.i += 1;
-        }
-        std::str::from_utf8(&self.s[start..self.i])
-            .ok()
-            .and_then(|d| d.parse().ok())
-            .ok_or_else(|| self.err("expected a number"))
+        self.t.number().ok_or_else(|| self.err("expected a number"))
     }
 
-    /// A struct field name: a backticked name (`` ` `` doubled inside) or the text up to ':'.
     fn field_name(&mut self) -> Result<String, IcebergError> {
-        self.skip_ws();
-        if self.s.get(self.i) == Some(&b'`') {
-            self.i += 1;
-            let mut name = Vec::new();
-            loop {
-                match self.s.get(self.i) {
-                    None => return Err(self.err("unterminated `name`")),
-                    Some(b'`') if self.s.get(self.i + 1) == Some(&b'`') => {
-                        name.push(b'`');
-                        self.i += 2;
-                    }
-                    Some(b'`') => {
-                        self.i += 1;
-                        break;
-                    }
-                    Some(&c) => {
-                        name.push(c);
-                        self.i += 1;
-                    }
-                }
-            }
-            return Ok(String::from_utf8_lossy(&name).into_owned());
-        }
-        let start = self.i;
-        while self.i < self.s.len() && !matches!(self.s[self.i], b':' | b',' | b'<' | b'>') {
-            self.i += 1;
-        }
-        Ok(String::from_utf8_lossy(&self.s[start..self.i]).trim().to_string())
+        self.t.field_name().map_err(|e| self.err(e))
     }
 
     fn placeholder(&mut self) -> i32 {
