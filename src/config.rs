@@ -32,6 +32,29 @@ pub struct Config {
     /// `file = "..."` or `ddl = "..."`, optional `database`); they win over `<data-dir>/tables/`.
     #[serde(default)]
     pub tables: Vec<spillway_format::table::TableSource>,
+    /// Iceberg tables of the embedded catalog, created at start-up when missing
+    /// (`[[iceberg_tables]]`, the same as `spillway tables create`).
+    #[serde(default)]
+    pub iceberg_tables: Vec<IcebergTableConfig>,
+}
+
+/// One `[[iceberg_tables]]` entry: seed 000's Terraform schema fields, one to one.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IcebergTableConfig {
+    /// `DATABASE.TABLE`.
+    pub name: String,
+    /// The catalog: the S3 Tables table bucket of the streams' CatalogARN, or `AwsDataCatalog`.
+    #[serde(default = "default_catalog")]
+    pub catalog: String,
+    pub fields: Vec<spillway_destination::iceberg::FieldSpec>,
+    /// Identity partitions on these top-level columns.
+    #[serde(default)]
+    pub partition_by: Vec<String>,
+}
+
+fn default_catalog() -> String {
+    "AwsDataCatalog".into()
 }
 
 #[derive(Debug, Default, Deserialize)]

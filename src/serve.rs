@@ -121,7 +121,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let iceberg_tables = config.iceberg_tables;
     let result = runtime.block_on(async move {
+        // `[[iceberg_tables]]`: created when missing, before any stream delivers.
+        for t in &iceberg_tables {
+            let (db, table) = t
+                .name
+                .split_once('.')
+                .with_context(|| format!("[[iceberg_tables]] name {:?} must be DATABASE.TABLE", t.name))?;
+            let catalog = crate::tables::open_catalog(&data_dir, &t.catalog).await?;
+            if catalog.create_table(db, table, &t.fields, &t.partition_by, true).await? {
+                tracing::info!(catalog = %t.catalog, table = %t.name, "created Iceberg table");
+            }
+        }
         let listener =
             tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         tracing::info!(listen = %listener.local_addr()?, data_dir = %data_dir.display(), "spillway is serving");

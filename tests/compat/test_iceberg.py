@@ -194,3 +194,26 @@ def test_commits_are_exactly_once_across_sigkills(data):
         assert sorted(r["timestamp"] for r in rows) == [r["timestamp"] for r in readings], "no loss, no duplicate"
     finally:
         server.kill()
+
+
+def test_tables_declared_in_spillway_toml_are_created_at_start(tmp_path):
+    fields = ", ".join(f'{{ name = "{f["name"]}", type = "{f["type"]}" }}' for f in SCHEMA)
+    config = (f'[[iceberg_tables]]\nname = "{NAMESPACE}.readings_by_location"\ncatalog = "{TABLE_BUCKET}"\n'
+              f'fields = [{fields}]\npartition_by = ["location"]\n')
+    data = tmp_path / "data"
+    server = Server(data, config=config).start()
+    try:
+        client = server.client()
+        dest = iceberg_destination()
+        dest["DestinationTableConfigurationList"][0]["DestinationTableName"] = "readings_by_location"
+        client.create_delivery_stream(DeliveryStreamName="by-location", IcebergDestinationConfiguration=dest)
+        rng = random.Random(3)
+        readings = [reading(i, rng) for i in range(200)]
+        put(client, "by-location", [json.dumps(r).encode() for r in readings])
+        flush(server, "by-location")
+        table = catalog(data).load_table(f"{NAMESPACE}.readings_by_location")
+        assert [f.name for f in table.spec().fields] == ["location"]
+        rows = table.scan(row_filter="location == 'office'").to_arrow().to_pylist()
+        assert sorted(r["timestamp"] for r in rows) == sorted(r["timestamp"] for r in readings if r["location"] == "office")
+    finally:
+        server.kill()
