@@ -7,10 +7,11 @@ deadline (`eventually`).
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
-import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -225,3 +226,75 @@ def flush(server, stream, timeout=120):
             return json.loads(r.read())
     except urllib.error.HTTPError as e:
         raise AssertionError(f"flush of {stream} answered {e.code}: {e.read()!r}; log: {server.log()}") from None
+
+
+class FollowingProducers:
+    """Threads putting batches of uniquely numbered records to whatever endpoint the server has now (`follow`, across
+    kills and restarts); `sent` and `acked` say what was sent and what the server acknowledged. Subclasses say what a
+    batch is (`_batch(i, n, rng)`: items of thread `i`, numbered from `n`) and how an item is put (`_record`); `store`
+    is the container of items (a set of ids, or a dict of id -> kind)."""
+
+    store = set
+    pause = 0.0
+
+    def __init__(self, stream, seed, threads=2):
+        self.stream = stream
+        self.seed = seed
+        self.endpoint = None
+        self.lock = threading.Lock()
+        self.acked = self.store()
+        self.sent = self.store()
+        self.stop_event = threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
+
+    def follow(self, server):
+        self.endpoint = server.endpoint
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def count(self):
+        with self.lock:
+            return len(self.acked)
+
+    def stop(self):
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(timeout=60)
+            assert not t.is_alive()
+
+    def _batch(self, i, n, rng):
+        raise NotImplementedError
+
+    def _record(self, item, rng):
+        raise NotImplementedError
+
+    def _run(self, i):
+        rng = random.Random(self.seed * 10 + i)
+        client, client_endpoint, n = None, None, 0
+        while not self.stop_event.is_set():
+            endpoint = self.endpoint
+            if client is None or endpoint != client_endpoint:
+                client_endpoint = endpoint
+                client = boto3.session.Session().client(
+                    "firehose", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="AKIDSPILLWAYTEST",
+                    aws_secret_access_key="not-checked",
+                    config=botocore.config.Config(retries={"total_max_attempts": 1}, connect_timeout=2,
+                                                  read_timeout=20))
+            batch = self._batch(i, n, rng)
+            n += len(batch)
+            records = [{"Data": self._record(x, rng)} for x in batch]
+            with self.lock:
+                self.sent.update(batch)
+            try:
+                resp = client.put_record_batch(DeliveryStreamName=self.stream, Records=records)
+            except Exception:  # noqa: BLE001 - the server is being killed; these records are not acknowledged
+                self.stop_event.wait(0.02)
+                continue
+            ok = [x for x, r in zip(batch, resp["RequestResponses"]) if "RecordId" in r]
+            with self.lock:
+                self.acked.update(ok)
+            if self.pause:
+                self.stop_event.wait(self.pause)

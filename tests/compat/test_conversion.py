@@ -26,7 +26,7 @@ import pyarrow.orc as orc
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import ACCOUNT_ID, BIN, REGION, ROLE, Server, eventually, flush
+from conftest import ACCOUNT_ID, BIN, REGION, ROLE, Server, flush
 
 LAMBDA_DIR = Path(__file__).resolve().parent / "lambda"
 TEMP_PREFIX = ".spillway-tmp-"

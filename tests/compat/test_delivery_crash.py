@@ -12,14 +12,11 @@ import gzip
 import os
 import random
 import re
-import threading
 import time
 from collections import Counter
 
-import boto3
-import botocore.config
 
-from conftest import REGION, ROLE, Server, create_s3_stream, eventually, flush
+from conftest import FollowingProducers, ROLE, Server, create_s3_stream, eventually, flush
 
 CYCLES = int(os.environ.get("SPILLWAY_CRASH_CYCLES", "5"))
 PRODUCERS = 3
@@ -65,71 +62,20 @@ def decode_ids(key, body):
     return ids
 
 
-class Producers:
-    """PRODUCERS threads putting batches of unique records to whatever endpoint the server has now."""
+class Producers(FollowingProducers):
+    """PRODUCERS threads putting batches of unique records `p<thread>-<number>-....\n`."""
 
     def __init__(self, stream, seed, size=(60, 600), pause=0.0):
-        self.stream = stream
-        self.pause = pause
-        self.seed = seed
+        super().__init__(stream, seed, threads=PRODUCERS)
         self.size = size
-        self.endpoint = None
-        self.lock = threading.Lock()
-        self.acked = set()
-        self.sent = set()
-        self.stop_event = threading.Event()
-        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(PRODUCERS)]
+        self.pause = pause
 
-    def follow(self, server):
-        self.endpoint = server.endpoint
+    def _batch(self, i, n, rng):
+        return [(f"p{i}", k) for k in range(n, n + rng.randint(1, 40))]
 
-    def start(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def count(self):
-        with self.lock:
-            return len(self.acked)
-
-    def _client(self, endpoint):
-        return boto3.session.Session().client(
-            "firehose", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="AKIDSPILLWAYTEST",
-            aws_secret_access_key="not-checked",
-            config=botocore.config.Config(retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=20))
-
-    def _run(self, i):
-        rng = random.Random(self.seed * 10 + i)
-        tag = f"p{i}"
-        client, client_endpoint, n = None, None, 0
-        while not self.stop_event.is_set():
-            endpoint = self.endpoint
-            if client is None or endpoint != client_endpoint:
-                client, client_endpoint = self._client(endpoint), endpoint
-            ids = [(tag, n + k) for k in range(rng.randint(1, 40))]
-            n += len(ids)
-            records = []
-            for t, k in ids:
-                head = f"{t}-{k:09d}-"
-                records.append({"Data": (head + "." * rng.randint(*self.size) + "\n").encode()})
-            with self.lock:
-                self.sent.update(ids)
-            try:
-                resp = client.put_record_batch(DeliveryStreamName=self.stream, Records=records)
-            except Exception:  # noqa: BLE001 - the server is being killed; these records are not acknowledged
-                self.stop_event.wait(0.02)
-                continue
-            ok = [x for x, r in zip(ids, resp["RequestResponses"]) if "RecordId" in r]
-            with self.lock:
-                self.acked.update(ok)
-            if self.pause:
-                self.stop_event.wait(self.pause)
-
-    def stop(self):
-        self.stop_event.set()
-        for t in self.threads:
-            t.join(timeout=60)
-            assert not t.is_alive()
+    def _record(self, item, rng):
+        tag, k = item
+        return (f"{tag}-{k:09d}-" + "." * rng.randint(*self.size) + "\n").encode()
 
 
 def crash_cycles(server, producers, rng, buckets, cycles):

@@ -16,18 +16,15 @@ import os
 import random
 import re
 import sys
-import threading
 import time
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-import boto3
-import botocore.config
 import botocore.exceptions
 import pytest
 
-from conftest import ACCOUNT_ID, REGION, ROLE, Server, aws_cli, create_s3_stream, eventually, flush
+from conftest import ACCOUNT_ID, REGION, ROLE, FollowingProducers, Server, aws_cli, create_s3_stream, eventually, flush
 
 LAMBDA_DIR = Path(__file__).resolve().parent / "lambda"
 # Seed functions shared with the Rust tests of the Lambda contract.
@@ -968,70 +965,25 @@ def test_processing_metrics_move(srv):
 CRASH_TYPES = ["view", "click", "buy"]
 
 
-class Producers:
-    """Threads putting batches of uniquely numbered JSON click events to whatever endpoint the server has now;
-    remembers which were acknowledged. The unique id is `user_id`, a field seed 001's function keeps."""
+class Producers(FollowingProducers):
+    """Threads putting batches of uniquely numbered JSON click events; `acked` maps the id to its kind. The unique id
+    is `user_id`, a field seed 001's function keeps."""
 
-    def __init__(self, stream, seed, threads=2):
-        self.stream = stream
-        self.seed = seed
-        self.endpoint = None
-        self.lock = threading.Lock()
-        self.acked = {}  # id -> event_type
-        self.sent = {}
-        self.stop_event = threading.Event()
-        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
+    store = dict
+    pause = 0.01
 
-    def follow(self, server):
-        self.endpoint = server.endpoint
+    def _batch(self, i, n, rng):
+        """(id, kind) of the next records of thread `i`, numbered from `n`; every 10th is "bad"."""
+        return [(f"p{i}-{k:09d}", "bad" if (k + 1) % 10 == 7 else rng.choice(CRASH_TYPES))
+                for k in range(n, n + rng.randint(1, 30))]
 
-    def start(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def count(self):
-        with self.lock:
-            return len(self.acked)
-
-    def _run(self, i):
-        rng = random.Random(self.seed * 10 + i)
-        client, client_endpoint, n = None, None, 0
-        while not self.stop_event.is_set():
-            endpoint = self.endpoint
-            if client is None or endpoint != client_endpoint:
-                client_endpoint = endpoint
-                client = boto3.session.Session().client(
-                    "firehose", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="AKIDSPILLWAYTEST",
-                    aws_secret_access_key="not-checked",
-                    config=botocore.config.Config(retries={"total_max_attempts": 1}, connect_timeout=2,
-                                                  read_timeout=20))
-            batch = []
-            for _ in range(rng.randint(1, 30)):
-                uid = f"p{i}-{n:09d}"
-                n += 1
-                batch.append((uid, "bad" if n % 10 == 7 else rng.choice(CRASH_TYPES)))
-            with self.lock:
-                self.sent.update(batch)
-            # Every 10th record is not JSON: seed 001's function answers ProcessingFailed for it.
-            records = [{"Data": f"BAD {uid}".encode() if t == "bad" else json.dumps(
-                {"event_type": t, "user_id": uid, "session_id": "s",
-                 "page_url": "https://example.com/" + "p" * rng.randint(10, 300)}).encode()} for uid, t in batch]
-            try:
-                resp = client.put_record_batch(DeliveryStreamName=self.stream, Records=records)
-            except Exception:  # noqa: BLE001 - the server is being killed; not acknowledged
-                self.stop_event.wait(0.02)
-                continue
-            ok = [x for x, r in zip(batch, resp["RequestResponses"]) if "RecordId" in r]
-            with self.lock:
-                self.acked.update(ok)
-            self.stop_event.wait(0.01)
-
-    def stop(self):
-        self.stop_event.set()
-        for t in self.threads:
-            t.join(timeout=60)
-            assert not t.is_alive()
+    def _record(self, item, rng):
+        """The record of one (id, kind). Every 10th is not JSON: seed 001's function answers ProcessingFailed."""
+        uid, t = item
+        if t == "bad":
+            return f"BAD {uid}".encode()
+        return json.dumps({"event_type": t, "user_id": uid, "session_id": "s",
+                           "page_url": "https://example.com/" + "p" * rng.randint(10, 300)}).encode()
 
 
 def seen_ids(objects):
@@ -1204,34 +1156,12 @@ def gzip_ids(key, body, bucket):
 class TaggedProducers(Producers):
     """Producers of `{"id": ..., "drop": bool}` records for the `tagged` function (every 5th is dropped)."""
 
-    def _run(self, i):
-        rng = random.Random(self.seed * 10 + i)
-        client, client_endpoint, n = None, None, 0
-        while not self.stop_event.is_set():
-            endpoint = self.endpoint
-            if client is None or endpoint != client_endpoint:
-                client_endpoint = endpoint
-                client = boto3.session.Session().client(
-                    "firehose", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="AKIDSPILLWAYTEST",
-                    aws_secret_access_key="not-checked",
-                    config=botocore.config.Config(retries={"total_max_attempts": 1}, connect_timeout=2,
-                                                  read_timeout=20))
-            batch = []
-            for _ in range(rng.randint(1, 30)):
-                batch.append((f"q{i}-{n:09d}", n % 5 == 0))
-                n += 1
-            with self.lock:
-                self.sent.update(batch)
-            records = [{"Data": json.dumps({"id": rid, "drop": drop}).encode()} for rid, drop in batch]
-            try:
-                resp = client.put_record_batch(DeliveryStreamName=self.stream, Records=records)
-            except Exception:  # noqa: BLE001 - the server is being killed; not acknowledged
-                self.stop_event.wait(0.02)
-                continue
-            ok = [x for x, r in zip(batch, resp["RequestResponses"]) if "RecordId" in r]
-            with self.lock:
-                self.acked.update(ok)
-            self.stop_event.wait(0.01)
+    def _batch(self, i, n, rng):
+        return [(f"q{i}-{k:09d}", k % 5 == 0) for k in range(n, n + rng.randint(1, 30))]
+
+    def _record(self, item, rng):
+        rid, drop = item
+        return json.dumps({"id": rid, "drop": drop}).encode()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -726,9 +726,8 @@ fn fill_value(j: &mut Jiter, col: &mut Col, ctx: &mut Ctx, data: &[u8]) -> Res<(
                 }
                 Peek::True | Peek::False | Peek::Object | Peek::Array => return Err(type_error(peek)),
                 _ => {
-                    let s =
-                        std::str::from_utf8(j.known_number_bytes(peek).map_err(perr)?).unwrap_or_default().to_string();
-                    timestamp_value(&s, true, ctx, name)?
+                    let s = std::str::from_utf8(j.known_number_bytes(peek).map_err(perr)?).unwrap_or_default();
+                    timestamp_value(s, true, ctx, name)?
                 }
             };
             v.push(micros);

@@ -116,8 +116,9 @@ fn now_millis() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// What this build can run: DirectPut streams delivering to S3 / Extended S3, with data
-/// transformation, dynamic partitioning and record format conversion. Other sources and
+/// What this build can run: DirectPut streams delivering to S3 / Extended S3 (with data
+/// transformation, dynamic partitioning and record format conversion) or to Iceberg tables of the
+/// embedded catalog. Other sources and
 /// destinations are refused honestly (CREATING_FAILED, or InvalidArgumentException on update)
 /// rather than delivered differently from what the configuration asks; a configuration the real
 /// service would refuse at the API (bad processor parameters, an unknown table) is refused with
@@ -133,7 +134,21 @@ pub fn capabilities(
             "spillway cannot read from {stream_type} sources yet; only DirectPut streams are supported"
         )));
     }
-    if kind.create == ICEBERG_KIND {
+    let iceberg = kind.create == ICEBERG_KIND;
+    if !iceberg && !kind.is_s3() {
+        return Err(Refusal::Unsupported(format!(
+            "spillway cannot deliver to {} destinations yet; only S3, Extended S3 and Iceberg destinations are supported",
+            kind.label
+        )));
+    }
+    let processing =
+        ProcessingPlan::from_config(destination).map_err(|e| Refusal::Invalid(ApiError::invalid_argument(e)))?;
+    if let Some(lambda) = processing.as_ref().and_then(|p| p.lambda.as_ref()) {
+        // Not a configuration error in AWS terms: the function exists there, spillway does not
+        // know where it runs. The stream cannot run: CREATING_FAILED, with what to add.
+        config.functions.check(&lambda.lambda_arn)?;
+    }
+    if iceberg {
         let plan = IcebergPlan::from_config(destination).map_err(Refusal::Invalid)?;
         if plan.table_creation || plan.schema_evolution {
             return Err(Refusal::Unsupported(
@@ -143,27 +158,9 @@ pub fn capabilities(
                     .into(),
             ));
         }
-        let processing =
-            ProcessingPlan::from_config(destination).map_err(|e| Refusal::Invalid(ApiError::invalid_argument(e)))?;
-        if let Some(lambda) = processing.as_ref().and_then(|p| p.lambda.as_ref()) {
-            config.functions.check(&lambda.lambda_arn)?;
-        }
         return Ok(());
     }
-    if !kind.is_s3() {
-        return Err(Refusal::Unsupported(format!(
-            "spillway cannot deliver to {} destinations yet; only S3 and Extended S3 destinations are supported",
-            kind.label
-        )));
-    }
     let plan = S3Plan::from_config(destination).map_err(Refusal::Invalid)?;
-    let processing =
-        ProcessingPlan::from_config(destination).map_err(|e| Refusal::Invalid(ApiError::invalid_argument(e)))?;
-    if let Some(lambda) = processing.as_ref().and_then(|p| p.lambda.as_ref()) {
-        // Not a configuration error in AWS terms: the function exists there, spillway does not
-        // know where it runs. The stream cannot run: CREATING_FAILED, with what to add.
-        config.functions.check(&lambda.lambda_arn)?;
-    }
     if plan.dynamic_partitioning {
         ProcessingPlan::check_partition_keys(processing.as_ref(), &plan.main.prefix)
             .map_err(|e| Refusal::Invalid(ApiError::invalid_argument(e)))?;

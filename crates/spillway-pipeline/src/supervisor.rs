@@ -1078,17 +1078,33 @@ fn encode_job(intent: &Intent, id: &str, frames: &[u8], ctx: &JobContext) -> Enc
         failed_bytes: out.failed_bytes,
     };
     let errors = (!out.failed.is_empty()).then(|| {
-        let raw = ctx.processed.then(|| original_records(&ctx.wal, ctx.tag, intent.first, intent.last));
-        let all: Vec<crate::partition::Frame<'_>> = crate::partition::frames(frames).collect();
-        let (mut text, ending) = (String::new(), now_ms());
-        for (i, e) in &out.failed {
-            let Some(f) = all.get(*i) else { continue };
-            let original = raw.as_ref().and_then(|o| o.get(&(f.lsn, f.index))).map_or(f.data, |r| &r[..]);
-            plan.write_error_line(&mut text, e, f.arrival_ms, ending, original);
-        }
-        Bytes::from(text)
+        let ending = now_ms();
+        render_failed(frames, &out.failed, ctx, (intent.first, intent.last), |text, e, arrival_ms, raw| {
+            plan.write_error_line(text, e, arrival_ms, ending, raw)
+        })
     });
     Encoded { body: Ok(Bytes::from(out.body)), errors, converted: Some(counts) }
+}
+
+/// The error-output object of the frames at the positions of `failed`: one line each, rendered by
+/// `line` from the failure, the arrival time and the record as it was ingested (read back from the
+/// WAL range when the frames hold processed records). Blocking.
+fn render_failed<T>(
+    frames: &[u8],
+    failed: &[(usize, T)],
+    ctx: &JobContext,
+    (first, last): (Lsn, Lsn),
+    mut line: impl FnMut(&mut String, &T, i64, &[u8]),
+) -> Bytes {
+    let raw = ctx.processed.then(|| original_records(&ctx.wal, ctx.tag, first, last));
+    let all: Vec<crate::partition::Frame<'_>> = crate::partition::frames(frames).collect();
+    let mut text = String::new();
+    for (i, failure) in failed {
+        let Some(f) = all.get(*i) else { continue };
+        let original = raw.as_ref().and_then(|o| o.get(&(f.lsn, f.index))).map_or(f.data, |r| &r[..]);
+        line(&mut text, failure, f.arrival_ms, original);
+    }
+    Bytes::from(text)
 }
 
 /// One write attempt of a job's object.

@@ -11,10 +11,9 @@
 //! commit) go to the error output; failures that may pass (the catalog or storage unavailable) are
 //! retried by the caller, up to the stream's `RetryOptions`.
 
-use super::{Job, JobContext, error_line, now_ms, original_records};
+use super::{Job, JobContext, error_line, now_ms, render_failed};
 use crate::processing::parse_iceberg_partition;
 use crate::state::ErrorOutput;
-use bytes::Bytes;
 use spillway_destination::ObjectError;
 use spillway_destination::iceberg::{IcebergCatalog, IcebergError};
 use spillway_format::json::{ConversionError, Deserializer, JsonConverter, PARSE_ERROR};
@@ -50,9 +49,16 @@ pub(super) struct IcebergCounts {
     pub committed: bool,
 }
 
+/// Records that failed, by frame position: (code, message).
+type Failures = Vec<(usize, (String, String))>;
+
 /// One attempt at an Iceberg job: append (unless the table already holds the range), then the
 /// error records of what failed.
 pub(super) async fn attempt(job: &mut Job, target: &IcebergTarget, ctx: &JobContext) -> Result<(), ObjectError> {
+    if job.iceberg.is_some() {
+        // The rows are in the table; only the error object may be left to write.
+        return write_errors(job, ctx).await;
+    }
     let frames = match &job.frames {
         Some(f) => Arc::clone(f),
         None => {
@@ -67,94 +73,84 @@ pub(super) async fn attempt(job: &mut Job, target: &IcebergTarget, ctx: &JobCont
             f
         }
     };
-    let Some((db, table, op)) = job.id.strip_prefix(ICE_PARTITION).and_then(parse_iceberg_partition) else {
+    let Some(destination) = job.id.strip_prefix(ICE_PARTITION).and_then(parse_iceberg_partition) else {
         return Err(ObjectError::Config { message: format!("not an Iceberg partition: {}", job.id) });
     };
-    let (db, table, op) = (db.to_string(), table.to_string(), op.to_string());
-    if job.iceberg.is_none() {
-        // Every record of the range fails the same way when the table cannot take any of them.
-        let fail_all = |code: &str, message: String| -> Vec<(usize, String, String)> {
-            crate::partition::frames(&frames).enumerate().map(|(i, _)| (i, code.to_string(), message.clone())).collect()
-        };
-        let mut counts = IcebergCounts::default();
-        let failures = if op != "insert" {
-            // iceberg-rust 0.10 commits appends only: no row-delta action for delete files.
-            fail_all(
-                ICEBERG_UNSUPPORTED_OPERATION,
-                format!(
-                    "The {op} operation needs row-level deletes, which spillway cannot commit yet; the record was not applied."
-                ),
-            )
-        } else {
-            match target.catalog.table_info(&db, &table).await {
-                Err(e) if e.is_retryable() => return Err(retryable(e)),
-                Err(e) => fail_all(e.firehose_code(), e.to_string()),
-                Ok(info) => {
-                    let f = Arc::clone(&frames);
-                    let converted = super::blocking(move || {
-                        let mut converter =
-                            JsonConverter::new(&info.columns, &Deserializer::default()).with_single_object();
-                        let mut failed = Vec::new();
-                        let (mut rows, mut bytes) = (0u64, 0u64);
-                        let mut batches = Vec::new();
-                        for (i, fr) in crate::partition::frames(&f).enumerate() {
-                            match converter.push_record(fr.data) {
-                                Ok(n) => {
-                                    rows += n as u64;
-                                    bytes += fr.data.len() as u64;
-                                }
-                                Err(e) => failed.push((i, code_of(&e).to_string(), e.message)),
-                            }
-                            if converter.rows() >= spillway_format::convert::BATCH_ROWS {
-                                batches.push(converter.flush());
-                            }
-                        }
-                        if converter.rows() > 0 {
-                            batches.push(converter.flush());
-                        }
-                        let batches: Result<Vec<_>, _> = batches.into_iter().collect();
-                        (batches, failed, rows, bytes)
-                    })
-                    .await;
-                    let (batches, failed, rows, bytes) = converted;
-                    let batches =
-                        batches.map_err(|e| ObjectError::Config { message: format!("cannot build a batch: {e}") })?;
-                    counts.rows = rows;
-                    counts.bytes = bytes;
-                    let (first, last) = (job.intent.first, job.intent.last);
-                    let held = target.catalog.committed_position(&db, &table, &target.stream_key).await;
-                    match held {
-                        Err(e) => return Err(retryable(e)),
-                        // Committed before a crash: the table has these rows already.
-                        Ok(Some(p)) if p >= last => {}
-                        Ok(_) if batches.is_empty() => {}
-                        Ok(_) => {
-                            match target.catalog.append(&db, &table, batches, &target.stream_key, first, last).await {
-                                Ok(_) => counts.committed = true,
-                                Err(e) if e.is_retryable() => return Err(retryable(e)),
-                                Err(e) => {
-                                    counts.rows = 0;
-                                    counts.bytes = 0;
-                                    return finish_with(
-                                        job,
-                                        target,
-                                        ctx,
-                                        &frames,
-                                        fail_all(e.firehose_code(), e.to_string()),
-                                        counts,
-                                    )
-                                    .await;
-                                }
-                            }
-                        }
-                    }
-                    failed
-                }
-            }
-        };
-        return finish_with(job, target, ctx, &frames, failures, counts).await;
+    let (failures, counts) = insert(&frames, target, destination, (job.intent.first, job.intent.last)).await?;
+    finish_with(job, ctx, &frames, failures, counts).await
+}
+
+/// Appends a range's records to their table. `Ok`: what failed (every record, when the table
+/// cannot take any of them) and the counts; `Err`: a failure that may pass, to retry.
+async fn insert(
+    frames: &Arc<Vec<u8>>,
+    target: &IcebergTarget,
+    (db, table, op): (&str, &str, &str),
+    (first, last): (u64, u64),
+) -> Result<(Failures, IcebergCounts), ObjectError> {
+    let fail_all = |code: &str, message: String| -> (Failures, IcebergCounts) {
+        let failures =
+            crate::partition::frames(frames).enumerate().map(|(i, _)| (i, (code.to_string(), message.clone())));
+        (failures.collect(), IcebergCounts::default())
+    };
+    if op != "insert" {
+        // iceberg-rust 0.10 commits appends only: no row-delta action for delete files.
+        return Ok(fail_all(
+            ICEBERG_UNSUPPORTED_OPERATION,
+            format!(
+                "The {op} operation needs row-level deletes, which spillway cannot commit yet; the record was not applied."
+            ),
+        ));
     }
-    write_errors(job, ctx).await
+    let info = match target.catalog.table_info(db, table).await {
+        Ok(info) => info,
+        Err(e) if e.is_retryable() => return Err(retryable(e)),
+        Err(e) => return Ok(fail_all(e.firehose_code(), e.to_string())),
+    };
+    let f = Arc::clone(frames);
+    let (batches, failed, rows, bytes) = super::blocking(move || to_batches(&f, &info.columns)).await;
+    let batches = batches.map_err(|e| ObjectError::Config { message: format!("cannot build a batch: {e}") })?;
+    let mut counts = IcebergCounts { rows, bytes, ..IcebergCounts::default() };
+    let held = target.catalog.committed_position(db, table, &target.stream_key).await.map_err(retryable)?;
+    // Committed before a crash: the table has these rows already.
+    if held.is_some_and(|p| p >= last) || batches.is_empty() {
+        return Ok((failed, counts));
+    }
+    match target.catalog.append(db, table, batches, &target.stream_key, first, last).await {
+        Ok(_) => {
+            counts.committed = true;
+            Ok((failed, counts))
+        }
+        Err(e) if e.is_retryable() => Err(retryable(e)),
+        Err(e) => Ok(fail_all(e.firehose_code(), e.to_string())),
+    }
+}
+
+/// The rows of a range's records for a table of `columns` (Iceberg: one JSON object per record),
+/// the records that fail, and the rows and bytes converted. Blocking.
+fn to_batches(
+    frames: &[u8],
+    columns: &[spillway_format::schema::Column],
+) -> (Result<Vec<arrow_array::RecordBatch>, arrow_schema::ArrowError>, Failures, u64, u64) {
+    let mut converter = JsonConverter::new(columns, &Deserializer::default()).with_single_object();
+    let (mut failed, mut batches) = (Vec::new(), Vec::new());
+    let (mut rows, mut bytes) = (0u64, 0u64);
+    for (i, fr) in crate::partition::frames(frames).enumerate() {
+        match converter.push_record(fr.data) {
+            Ok(n) => {
+                rows += n as u64;
+                bytes += fr.data.len() as u64;
+            }
+            Err(e) => failed.push((i, (code_of(&e).to_string(), e.message))),
+        }
+        if converter.rows() >= spillway_format::convert::BATCH_ROWS {
+            batches.push(converter.flush());
+        }
+    }
+    if converter.rows() > 0 {
+        batches.push(converter.flush());
+    }
+    (batches.into_iter().collect(), failed, rows, bytes)
 }
 
 fn code_of(e: &ConversionError) -> &'static str {
@@ -164,29 +160,27 @@ fn code_of(e: &ConversionError) -> &'static str {
 /// Renders the error records of `failures` (by frame position) and writes them.
 async fn finish_with(
     job: &mut Job,
-    _target: &IcebergTarget,
     ctx: &JobContext,
     frames: &Arc<Vec<u8>>,
-    failures: Vec<(usize, String, String)>,
+    failures: Failures,
     mut counts: IcebergCounts,
 ) -> Result<(), ObjectError> {
     counts.failed = failures.len() as u64;
     if !failures.is_empty() {
-        let (f, wal, tag, processed) = (Arc::clone(frames), ctx.wal.clone(), ctx.tag, ctx.processed);
-        let (first, last) = (job.intent.first, job.intent.last);
+        let (f, c, range) = (Arc::clone(frames), ctx.clone(), (job.intent.first, job.intent.last));
         let body = super::blocking(move || {
-            let all: Vec<crate::partition::Frame<'_>> = crate::partition::frames(&f).collect();
-            let raw = processed.then(|| original_records(&wal, tag, first, last));
-            let (mut text, mut line, ending) = (String::new(), String::new(), now_ms());
-            for (i, code, message) in failures {
-                let Some(fr) = all.get(i) else { continue };
-                let original = raw.as_ref().and_then(|o| o.get(&(fr.lsn, fr.index))).map_or(fr.data, |r| &r[..]);
-                let err =
-                    ErrorOutput { output_type: ICEBERG_FAILED.into(), code, message, attempts: 1, ending_ms: ending };
-                error_line(&mut line, &err, fr.arrival_ms, original);
+            let (mut line, ending) = (String::new(), now_ms());
+            render_failed(&f, &failures, &c, range, |text, (code, message), arrival_ms, raw| {
+                let err = ErrorOutput {
+                    output_type: ICEBERG_FAILED.into(),
+                    code: code.clone(),
+                    message: message.clone(),
+                    attempts: 1,
+                    ending_ms: ending,
+                };
+                error_line(&mut line, &err, arrival_ms, raw);
                 text.push_str(&line);
-            }
-            Bytes::from(text)
+            })
         })
         .await;
         job.errors_body = Some(body);
