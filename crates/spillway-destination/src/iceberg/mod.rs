@@ -58,6 +58,9 @@
 //! dates and timestamps; Hive has no time type.
 
 mod adapt;
+pub mod compact;
+pub mod rest;
+pub mod storage;
 mod types;
 
 #[cfg(test)]
@@ -259,11 +262,19 @@ pub struct IcebergCatalog {
 }
 
 struct Inner {
-    catalog: SqlCatalog,
+    backend: Backend,
     name: String,
+    /// The embedded catalog's SQLite database; empty for a REST catalog.
     db_path: PathBuf,
-    /// `file://<absolute warehouse dir>`.
+    /// `file://<absolute warehouse dir>` (embedded), or the REST catalog's warehouse location.
     warehouse: String,
+}
+
+/// Where the catalog lives: both implement `iceberg::Catalog`, and both can commit table updates
+/// that iceberg-rust's `Transaction` cannot build (the replace snapshot of a compaction).
+enum Backend {
+    Sql(SqlCatalog),
+    Rest(rest::RestCatalog),
 }
 
 impl fmt::Debug for IcebergCatalog {
@@ -355,7 +366,51 @@ impl IcebergCatalog {
             .load(name, props)
             .await
             .map_err(|e| IcebergError::Catalog(e.to_string()))?;
-        Ok(IcebergCatalog { inner: Arc::new(Inner { catalog, name: name.to_string(), db_path, warehouse }) })
+        Ok(IcebergCatalog { inner: Arc::new(Inner { backend: Backend::Sql(catalog), name: name.to_string(), db_path, warehouse }) })
+    }
+
+    /// A REST catalog (see [`rest::RestCatalog`]); tables keep the locations the catalog gives.
+    pub fn rest(name: &str, catalog: rest::RestCatalog) -> Self {
+        let warehouse = catalog.warehouse_location().unwrap_or_default().to_string();
+        IcebergCatalog {
+            inner: Arc::new(Inner {
+                backend: Backend::Rest(catalog),
+                name: name.to_string(),
+                db_path: PathBuf::new(),
+                warehouse,
+            }),
+        }
+    }
+
+    fn catalog(&self) -> &dyn Catalog {
+        match &self.inner.backend {
+            Backend::Sql(c) => c,
+            // TEMPORARY until rest.rs implements iceberg::Catalog: replace with `Backend::Rest(c) => c,`.
+            Backend::Rest(_) => unimplemented!("REST catalog being written"),
+        }
+    }
+
+    /// Commits `updates` to `table` under `requirements` (each checked by the catalog against the
+    /// table's current metadata, so a concurrent commit fails this one with a retryable error).
+    pub(crate) async fn commit_updates(
+        &self,
+        table: &Table,
+        requirements: Vec<iceberg::TableRequirement>,
+        updates: Vec<iceberg::TableUpdate>,
+    ) -> Result<Table, IcebergError> {
+        let ident = table.identifier();
+        let ice = |e| IcebergError::from_iceberg(e, &ident.namespace().join("."), ident.name());
+        match &self.inner.backend {
+            Backend::Sql(_) => {
+                compact::commit_sql(&self.inner.db_path, &self.inner.name, table, requirements, updates).await.map_err(ice)
+            }
+            Backend::Rest(c) => c.commit_updates(ident, requirements, updates).await.map_err(ice),
+        }
+    }
+
+    /// Whether this is the embedded (SQLite) catalog.
+    pub fn is_embedded(&self) -> bool {
+        matches!(self.inner.backend, Backend::Sql(_))
     }
 
     /// The catalog name.
@@ -373,9 +428,10 @@ impl IcebergCatalog {
         &self.inner.warehouse
     }
 
-    /// The location a new table `database.table` gets.
-    pub fn table_location(&self, database: &str, table: &str) -> String {
-        format!("{}/{database}.db/{table}", self.inner.warehouse)
+    /// The location a new table `database.table` gets in the embedded catalog (a REST catalog
+    /// chooses its own: None).
+    pub fn table_location(&self, database: &str, table: &str) -> Option<String> {
+        self.is_embedded().then(|| format!("{}/{database}.db/{table}", self.inner.warehouse))
     }
 
     /// Creates namespace (database) if needed and the table (Iceberg format v2) with `fields`
@@ -408,7 +464,7 @@ impl IcebergCatalog {
                 .add_partition_field(field.id, &field.name, Transform::Identity)
                 .map_err(|e| IcebergError::InvalidSchema(e.message().to_string()))?;
         }
-        let catalog = &self.inner.catalog;
+        let catalog = self.catalog();
         let ice = |e| IcebergError::from_iceberg(e, database, table);
         let ns = NamespaceIdent::new(database.to_string());
         if !catalog.namespace_exists(&ns).await.map_err(ice)?
@@ -430,7 +486,7 @@ impl IcebergCatalog {
         }
         let creation = TableCreation::builder()
             .name(table.to_string())
-            .location(self.table_location(database, table))
+            .location_opt(self.table_location(database, table))
             .schema(schema)
             .partition_spec(spec.build())
             .properties([("write.parquet.compression-codec".to_string(), "snappy".to_string())])
@@ -446,7 +502,7 @@ impl IcebergCatalog {
     async fn load(&self, database: &str, table: &str) -> Result<Table, IcebergError> {
         check_names(database, table)?;
         let ident = TableIdent::new(NamespaceIdent::new(database.to_string()), table.to_string());
-        self.inner.catalog.load_table(&ident).await.map_err(|e| IcebergError::from_iceberg(e, database, table))
+        self.catalog().load_table(&ident).await.map_err(|e| IcebergError::from_iceberg(e, database, table))
     }
 
     fn check_version(table: &Table, database: &str, name: &str) -> Result<(), IcebergError> {
@@ -561,40 +617,7 @@ impl IcebergCatalog {
         }
         drop(batches);
 
-        let target_size = metadata.table_properties().map_err(ice)?.write_target_file_size_bytes;
-        let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-        let parquet = ParquetWriterBuilder::new(properties, schema.clone());
-        let names = DefaultFileNameGenerator::new(
-            format!("wal-{wal_first}-{wal_last}"),
-            Some(uuid::Uuid::now_v7().to_string()),
-            DataFileFormat::Parquet,
-        );
-        let rolling = RollingFileWriterBuilder::new(
-            parquet,
-            target_size,
-            t.file_io().clone(),
-            DataLocation::new(metadata),
-            names,
-        );
-        let builder = DataFileWriterBuilder::new(rolling);
-        let spec = metadata.default_partition_spec().clone();
-        let files: Vec<DataFile> = if spec.is_unpartitioned() {
-            let mut writer = UnpartitionedWriter::new(builder);
-            for b in adapted {
-                writer.write(b).await.map_err(ice)?;
-            }
-            writer.close().await.map_err(ice)?
-        } else {
-            let splitter =
-                RecordBatchPartitionSplitter::try_new_with_computed_values(schema.clone(), spec).map_err(ice)?;
-            let mut writer = FanoutWriter::new(builder);
-            for b in adapted {
-                for (key, part) in splitter.split(&b).map_err(ice)? {
-                    writer.write(key, part).await.map_err(ice)?;
-                }
-            }
-            writer.close().await.map_err(ice)?
-        };
+        let files = write_data_files(&t, adapted, format!("wal-{wal_first}-{wal_last}")).await.map_err(ice)?;
         if files.is_empty() {
             return Ok(AppendResult::default());
         }
@@ -614,8 +637,44 @@ impl IcebergCatalog {
         let action =
             tx.fast_append().with_check_duplicate(false).add_data_files(files).set_snapshot_properties(summary);
         let tx = action.apply(tx).map_err(ice)?;
-        let committed = tx.commit(&self.inner.catalog).await.map_err(ice)?;
+        let committed = tx.commit(self.catalog()).await.map_err(ice)?;
         Ok(AppendResult { snapshot_id: committed.metadata().current_snapshot_id(), ..result })
+    }
+}
+
+/// Writes `batches` (already in the table's current Arrow schema, see `adapt`) as SNAPPY Parquet
+/// data files `<prefix>-NNNNN-<uuid>.parquet` under the table's data location, rolled at
+/// `write.target-file-size-bytes`, one set per partition of the default spec. Nothing is committed.
+pub(crate) async fn write_data_files(
+    table: &Table,
+    batches: Vec<arrow_array::RecordBatch>,
+    prefix: String,
+) -> iceberg::Result<Vec<DataFile>> {
+    let metadata = table.metadata();
+    let schema = metadata.current_schema().clone();
+    let target_size = metadata.table_properties()?.write_target_file_size_bytes;
+    let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+    let parquet = ParquetWriterBuilder::new(properties, schema.clone());
+    let names = DefaultFileNameGenerator::new(prefix, Some(uuid::Uuid::now_v7().to_string()), DataFileFormat::Parquet);
+    let rolling =
+        RollingFileWriterBuilder::new(parquet, target_size, table.file_io().clone(), DataLocation::new(metadata), names);
+    let builder = DataFileWriterBuilder::new(rolling);
+    let spec = metadata.default_partition_spec().clone();
+    if spec.is_unpartitioned() {
+        let mut writer = UnpartitionedWriter::new(builder);
+        for b in batches {
+            writer.write(b).await?;
+        }
+        writer.close().await
+    } else {
+        let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)?;
+        let mut writer = FanoutWriter::new(builder);
+        for b in batches {
+            for (key, part) in splitter.split(&b)? {
+                writer.write(key, part).await?;
+            }
+        }
+        writer.close().await
     }
 }
 
