@@ -149,15 +149,7 @@ pub fn capabilities(
         config.functions.check(&lambda.lambda_arn)?;
     }
     if iceberg {
-        let plan = IcebergPlan::from_config(destination).map_err(Refusal::Invalid)?;
-        if plan.table_creation || plan.schema_evolution {
-            return Err(Refusal::Unsupported(
-                "spillway cannot create Iceberg tables or evolve their schemas from a stream yet \
-                 (TableCreationConfiguration, SchemaEvolutionConfiguration); create the table with \
-                 'spillway tables create'"
-                    .into(),
-            ));
-        }
+        IcebergPlan::from_config(destination).map_err(Refusal::Invalid)?;
         return Ok(());
     }
     let plan = S3Plan::from_config(destination).map_err(Refusal::Invalid)?;

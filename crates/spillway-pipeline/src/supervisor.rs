@@ -1669,7 +1669,18 @@ impl Supervisor {
         let catalog = spillway_destination::iceberg::IcebergCatalog::embedded(&db, &plan.catalog.name, &warehouse)
             .await
             .map_err(|e| e.to_string())?;
-        self.iceberg_target = Some(iceberg::IcebergTarget { catalog, stream_key: format!("{:016x}", self.plan.id) });
+        let partition_identity = plan
+            .tables
+            .iter()
+            .map(|t| ((t.database.clone(), t.table.clone()), t.partition_identity.clone()))
+            .collect();
+        self.iceberg_target = Some(iceberg::IcebergTarget {
+            catalog,
+            stream_key: format!("{:016x}", self.plan.id),
+            schema_evolution: plan.schema_evolution,
+            table_creation: plan.table_creation,
+            partition_identity: Arc::new(partition_identity),
+        });
         Ok(())
     }
 

@@ -59,6 +59,7 @@
 
 mod adapt;
 pub mod compact;
+pub mod evolve;
 pub mod rest;
 pub mod storage;
 mod types;
@@ -66,6 +67,7 @@ mod types;
 #[cfg(test)]
 mod tests;
 
+pub use evolve::{NewColumn, SchemaInference};
 pub use types::{field_type_text, parse_field_type};
 
 use iceberg::arrow::{RecordBatchPartitionSplitter, schema_to_arrow_schema};

@@ -427,11 +427,11 @@ async fn errors_carry_firehose_codes() {
         .expect("schema");
     let creation = TableCreation::builder()
         .name("old".to_string())
-        .location(catalog.table_location("db", "old"))
+        .location(catalog.table_location("db", "old").expect("embedded"))
         .schema(schema)
         .format_version(FormatVersion::V1)
         .build();
-    catalog.inner.catalog.create_table(&NamespaceIdent::new("db".into()), creation).await.expect("v1");
+    catalog.catalog().create_table(&NamespaceIdent::new("db".into()), creation).await.expect("v1");
     let e = catalog.table_info("db", "old").await.expect_err("v1");
     assert!(matches!(e, IcebergError::UnsupportedFormatVersion { version: 1, .. }), "{e:?}");
     assert_eq!(e.firehose_code(), "Iceberg.NoSuchTable");
@@ -515,7 +515,7 @@ async fn identifier_columns_come_from_the_schema() {
     let tmp = tempfile::tempdir().expect("tmp");
     let catalog = open(tmp.path()).await;
     let ns = NamespaceIdent::new("db".into());
-    catalog.inner.catalog.create_namespace(&ns, HashMap::new()).await.expect("namespace");
+    catalog.catalog().create_namespace(&ns, HashMap::new()).await.expect("namespace");
     let schema = Schema::builder()
         .with_fields(vec![
             Arc::new(NestedField::required(1, "order_id", Type::Primitive(PrimitiveType::Long))),
@@ -527,10 +527,10 @@ async fn identifier_columns_come_from_the_schema() {
         .expect("schema");
     let creation = TableCreation::builder()
         .name("orders".to_string())
-        .location(catalog.table_location("db", "orders"))
+        .location(catalog.table_location("db", "orders").expect("embedded"))
         .schema(schema)
         .build();
-    catalog.inner.catalog.create_table(&ns, creation).await.expect("create");
+    catalog.catalog().create_table(&ns, creation).await.expect("create");
     let info = catalog.table_info("db", "orders").await.expect("info");
     assert_eq!(info.identifier_columns, ["order_id", "region"]);
     assert_eq!(info.columns[2], Column::new("total", HiveType::Decimal { precision: 12, scale: 2 }));

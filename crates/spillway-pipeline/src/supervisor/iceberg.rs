@@ -18,16 +18,25 @@ use spillway_destination::ObjectError;
 use spillway_destination::iceberg::{IcebergCatalog, IcebergError};
 use spillway_format::json::{ConversionError, Deserializer, JsonConverter, PARSE_ERROR};
 use spillway_model::iceberg::ICEBERG_FAILED;
+use spillway_destination::iceberg::SchemaInference;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Partition ids of Iceberg tables: `ice:<db>/<table>/<operation>`.
 pub(super) const ICE_PARTITION: &str = "ice:";
 
-/// The catalog of a stream and its key in snapshot summaries.
+/// The catalog of a stream, its key in snapshot summaries, and what it may do to tables.
 #[derive(Clone)]
 pub(super) struct IcebergTarget {
     pub catalog: IcebergCatalog,
     pub stream_key: String,
+    /// `SchemaEvolutionConfiguration.Enabled`: add the columns records bring.
+    pub schema_evolution: bool,
+    /// `TableCreationConfiguration.Enabled`: create missing tables from their records.
+    pub table_creation: bool,
+    /// `PartitionSpec.Identity` source columns of the configured tables, by (database, table),
+    /// for the tables the stream creates.
+    pub partition_identity: Arc<HashMap<(String, String), Vec<String>>>,
 }
 
 /// Error codes of records a table refuses (unconfirmed beyond `Iceberg.NoSuchTable` and
@@ -102,11 +111,62 @@ async fn insert(
             ),
         ));
     }
-    let info = match target.catalog.table_info(db, table).await {
+    // The types the records imply, when the stream may create or change tables. Deterministic,
+    // so a replay after a crash adds nothing the first attempt did not.
+    let inference = if target.schema_evolution || target.table_creation {
+        let f = Arc::clone(frames);
+        Some(
+            super::blocking(move || {
+                let mut inference = SchemaInference::new();
+                for fr in crate::partition::frames(&f) {
+                    inference.observe(fr.data);
+                }
+                inference
+            })
+            .await,
+        )
+    } else {
+        None
+    };
+    let mut info = match target.catalog.table_info(db, table).await {
         Ok(info) => info,
         Err(e) if e.is_retryable() => return Err(retryable(e)),
+        Err(e @ IcebergError::NoSuchTable { .. }) if target.table_creation => {
+            let inference = inference.as_ref().filter(|i| !i.is_empty());
+            let Some(inference) = inference else { return Ok(fail_all(e.firehose_code(), e.to_string())) };
+            let key = (db.to_string(), table.to_string());
+            let partition_by = target.partition_identity.get(&key).map(Vec::as_slice).unwrap_or_default();
+            match target.catalog.create_inferred(db, table, inference, partition_by).await {
+                Ok(created) => {
+                    if created {
+                        tracing::info!(database = db, table, "created the Iceberg table from its records");
+                    }
+                }
+                Err(e) if e.is_retryable() => return Err(retryable(e)),
+                Err(e) => return Ok(fail_all(e.firehose_code(), e.to_string())),
+            }
+            match target.catalog.table_info(db, table).await {
+                Ok(info) => info,
+                Err(e) if e.is_retryable() => return Err(retryable(e)),
+                Err(e) => return Ok(fail_all(e.firehose_code(), e.to_string())),
+            }
+        }
         Err(e) => return Ok(fail_all(e.firehose_code(), e.to_string())),
     };
+    if target.schema_evolution
+        && let Some(inference) = &inference
+    {
+        match target.catalog.evolve(db, table, inference).await {
+            Ok(0) => {}
+            Ok(added) => {
+                tracing::info!(database = db, table, added, "added columns to the Iceberg table");
+                info = target.catalog.table_info(db, table).await.map_err(retryable)?;
+            }
+            Err(e) if e.is_retryable() => return Err(retryable(e)),
+            // The rows still fit the columns the table has; the new fields are left out.
+            Err(e) => tracing::warn!(database = db, table, error = %e, "cannot add columns to the Iceberg table"),
+        }
+    }
     let f = Arc::clone(frames);
     let (batches, failed, rows, bytes) = super::blocking(move || to_batches(&f, &info.columns)).await;
     let batches = batches.map_err(|e| ObjectError::Config { message: format!("cannot build a batch: {e}") })?;
