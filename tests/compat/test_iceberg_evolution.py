@@ -8,11 +8,12 @@ integer → long, other numbers → double, string → string, object → struct
 """
 
 import json
+import re
 
 import pyarrow as pa
 from pyiceberg.catalog.sql import SqlCatalog
 
-from conftest import ACCOUNT_ID, REGION, ROLE, Server, flush
+from conftest import ACCOUNT_ID, REGION, ROLE, Server, eventually, flush
 
 TABLE_BUCKET = "evolving-tables"
 
@@ -150,5 +151,27 @@ def test_records_routed_by_jq_create_one_table_each(tmp_path):
         assert sorted(r["load"] for r in truck.scan().to_arrow().to_pylist()) == [3, 5]
         assert van.scan().to_arrow().num_rows == 1
         assert pa.types.is_int64(truck.scan().to_arrow().schema.field("load").type)
+    finally:
+        server.stop()
+
+
+def metric(server, name, stream):
+    m = re.search(rf'^{re.escape(name)}\{{delivery_stream="{re.escape(stream)}"\}} (\S+)$', server.metrics(), re.M)
+    return float(m.group(1)) if m else None
+
+
+def test_data_freshness_is_the_age_of_the_oldest_uncommitted_record(tmp_path):
+    data = tmp_path / "data"
+    server = Server(data).start()
+    try:
+        client = server.client()
+        client.create_delivery_stream(DeliveryStreamName="fresh", IcebergDestinationConfiguration=destination())
+        put(client, "fresh", [{"device": "a", "temp": 1}])
+        eventually(lambda: (metric(server, "DeliveryToIceberg_DataFreshness", "fresh") or 0) >= 1.0,
+                   "DeliveryToIceberg_DataFreshness to reach 1 s while a record waits", timeout=5, interval=0.1)
+        flush(server, "fresh")
+        eventually(lambda: metric(server, "DeliveryToIceberg_DataFreshness", "fresh") == 0.0,
+                   "DeliveryToIceberg_DataFreshness back to 0 after the commit", timeout=5)
+        assert metric(server, "DeliveryToIceberg_SuccessfulRowCount_total", "fresh") == 1
     finally:
         server.stop()

@@ -112,6 +112,7 @@ pub struct ProcessingFamilies {
     active_partitions_limit: Family<StreamLabel, Gauge>,
     jq_duration: Histograms,
     conversion: [Family<StreamLabel, Counter>; 4],
+    iceberg_freshness: Family<StreamLabel, Gauge<f64, AtomicU64>>,
     iceberg: [Family<StreamLabel, Counter>; 4],
 }
 
@@ -149,6 +150,9 @@ pub struct ProcessingMetrics {
     pub iceberg_failed_rows: Counter,
     pub iceberg_bytes: Counter,
     pub iceberg_commits: Counter,
+    /// `DeliveryToIceberg.DataFreshness`: age in seconds of the oldest record not yet committed
+    /// to its table (or sent to the error output).
+    pub iceberg_data_freshness: Gauge<f64, AtomicU64>,
 }
 
 impl ProcessingMetrics {
@@ -217,6 +221,12 @@ impl ProcessingFamilies {
             counter("DeliveryToIceberg_Bytes", "Bytes of the records committed to Iceberg tables"),
             counter("DeliveryToIceberg_Success", "Iceberg commits"),
         ];
+        let iceberg_freshness = Family::<StreamLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "DeliveryToIceberg_DataFreshness",
+            "Age in seconds of the oldest record not yet committed to its Iceberg table",
+            iceberg_freshness.clone(),
+        );
         Self {
             execute_duration,
             execute_success,
@@ -231,6 +241,7 @@ impl ProcessingFamilies {
             jq_duration,
             conversion,
             iceberg,
+            iceberg_freshness,
         }
     }
 
@@ -255,6 +266,7 @@ impl ProcessingFamilies {
             iceberg_failed_rows: self.iceberg[1].get_or_create(l).clone(),
             iceberg_bytes: self.iceberg[2].get_or_create(l).clone(),
             iceberg_commits: self.iceberg[3].get_or_create(l).clone(),
+            iceberg_data_freshness: self.iceberg_freshness.get_or_create(l).clone(),
         }
     }
 
@@ -272,6 +284,7 @@ impl ProcessingFamilies {
         for f in self.conversion.iter().chain(&self.iceberg) {
             f.remove(l);
         }
+        self.iceberg_freshness.remove(l);
     }
 }
 

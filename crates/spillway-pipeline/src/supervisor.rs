@@ -454,7 +454,13 @@ impl Supervisor {
         }
         if let Some(p) = &self.part {
             let oldest = p.queue_oldest_ms().into_iter().chain(p.by_age.first().map(|(since, _)| *since)).min();
-            self.metrics.0.data_freshness.set(age(oldest));
+            if self.plan.iceberg.is_some() {
+                // Iceberg streams report their main lane as DeliveryToIceberg (records wait for
+                // their commit in the partitioned lane).
+                self.processing_metrics.iceberg_data_freshness.set(age(oldest));
+            } else {
+                self.metrics.0.data_freshness.set(age(oldest));
+            }
         }
     }
 
