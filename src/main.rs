@@ -5,6 +5,7 @@
 mod bench;
 mod bench_conversion;
 mod bench_delivery;
+mod bench_iceberg;
 mod bench_processing;
 mod config;
 mod inspect;
@@ -69,6 +70,8 @@ enum BenchCommand {
     Processing(bench_processing::ProcessingArgs),
     /// Record format conversion (NDJSON to Parquet or ORC) on one core, against pyarrow.
     Conversion(bench_conversion::ConversionArgs),
+    /// Records into one Iceberg table of the embedded catalog: rows/s, commit latency, files.
+    Iceberg(bench_iceberg::IcebergArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -89,5 +92,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench { command: BenchCommand::Delivery(args) } => bench_delivery::delivery(args),
         Command::Bench { command: BenchCommand::Processing(args) } => bench_processing::processing(args),
         Command::Bench { command: BenchCommand::Conversion(args) } => bench_conversion::conversion(args),
+        Command::Bench { command: BenchCommand::Iceberg(args) } => bench_iceberg::iceberg(args),
     }
 }

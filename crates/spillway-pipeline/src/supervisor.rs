@@ -1616,6 +1616,7 @@ impl Supervisor {
                     pm.iceberg_failed_rows.inc_by(c.failed);
                     if c.committed {
                         pm.iceberg_commits.inc();
+                        pm.iceberg_commit_duration.observe(c.commit_ms);
                     }
                     if job.errors_stored
                         && let Some(k) = &job.intent.errors_key

@@ -56,6 +56,8 @@ pub(super) struct IcebergCounts {
     pub bytes: u64,
     pub failed: u64,
     pub committed: bool,
+    /// Milliseconds the append took (data files written and the snapshot committed).
+    pub commit_ms: f64,
 }
 
 /// Records that failed, by frame position: (code, message).
@@ -176,9 +178,11 @@ async fn insert(
     if held.is_some_and(|p| p >= last) || batches.is_empty() {
         return Ok((failed, counts));
     }
+    let started = std::time::Instant::now();
     match target.catalog.append(db, table, batches, &target.stream_key, first, last).await {
         Ok(_) => {
             counts.committed = true;
+            counts.commit_ms = started.elapsed().as_secs_f64() * 1000.0;
             Ok((failed, counts))
         }
         Err(e) if e.is_retryable() => Err(retryable(e)),
