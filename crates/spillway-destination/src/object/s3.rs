@@ -58,7 +58,7 @@ const KEY_CODES: &[&str] = &["KeyTooLongError", "InvalidObjectName"];
 
 /// How to reach an S3-compatible store: the `[s3]` (global) or `[buckets.NAME]` (per bucket) table of
 /// `spillway.toml`.
-#[derive(Clone, Default, serde::Deserialize)]
+#[derive(Clone, Default, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3Config {
     /// `http(s)://host[:port]`; AWS S3 when absent. With virtual-hosted style, `{bucket}` in the endpoint is
@@ -113,6 +113,23 @@ impl S3Bucket {
     /// Builds the client; no request is made. `sse_kms_key_id` (Firehose's `KMSEncryptionConfig.AWSKMSKeyARN`)
     /// makes every write SSE-KMS with that key.
     pub fn new(cfg: &S3Config, bucket: &str, sse_kms_key_id: Option<&str>) -> Result<Self, ObjectError> {
+        let (store, description) = Self::build_store(cfg, bucket, sse_kms_key_id)?;
+        Ok(S3Bucket {
+            bucket: bucket.to_owned(),
+            sse_kms_key_id: sse_kms_key_id.map(str::to_owned),
+            store,
+            multipart_threshold: cfg.multipart_threshold.unwrap_or(DEFAULT_MULTIPART_THRESHOLD),
+            description,
+        })
+    }
+
+    /// The `AmazonS3` client of `bucket` as [`S3Bucket::new`] builds it (no request is made), and its
+    /// description. Also the client of the Iceberg storage (`crate::iceberg::storage`).
+    pub(crate) fn build_store(
+        cfg: &S3Config,
+        bucket: &str,
+        sse_kms_key_id: Option<&str>,
+    ) -> Result<(AmazonS3, String), ObjectError> {
         check_bucket_name(bucket).map_err(|reason| ObjectError::InvalidBucket { bucket: bucket.to_owned(), reason })?;
         let config_error = |message: String| ObjectError::Config { message };
 
@@ -205,13 +222,7 @@ impl S3Bucket {
         if let Some(key) = sse_kms_key_id {
             description.push_str(&format!(" with sse-kms key {key}"));
         }
-        Ok(S3Bucket {
-            bucket: bucket.to_owned(),
-            sse_kms_key_id: sse_kms_key_id.map(str::to_owned),
-            store,
-            multipart_threshold: cfg.multipart_threshold.unwrap_or(DEFAULT_MULTIPART_THRESHOLD),
-            description,
-        })
+        Ok((store, description))
     }
 
     /// The bucket's name.
