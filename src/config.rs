@@ -36,6 +36,11 @@ pub struct Config {
     /// (`[[iceberg_tables]]`, the same as `spillway tables create`).
     #[serde(default)]
     pub iceberg_tables: Vec<IcebergTableConfig>,
+    /// Iceberg REST catalogs by catalog name (`[iceberg_catalogs.NAME]`: `uri`, `warehouse`,
+    /// `sigv4 = {...}` or `token`): a stream whose CatalogARN names NAME (the S3 Tables table
+    /// bucket, or `AwsDataCatalog`) writes there instead of the embedded catalog.
+    #[serde(default)]
+    pub iceberg_catalogs: HashMap<String, spillway_destination::iceberg::rest::RestConfig>,
 }
 
 /// One `[[iceberg_tables]]` entry: seed 000's Terraform schema fields, one to one.

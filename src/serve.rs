@@ -6,6 +6,8 @@ use anyhow::Context;
 use clap::Args;
 use spillway_api::{ApiConfig, sigv4};
 use spillway_destination::ObjectStores;
+use spillway_destination::iceberg::catalogs::Catalogs;
+use spillway_destination::iceberg::storage::ObjectStorageFactory;
 use spillway_format::table::TableRegistry;
 use spillway_pipeline::processors::functions::FunctionRegistry;
 use spillway_pipeline::{Service, ServiceConfig};
@@ -65,6 +67,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         next_lsn = recovery.next_lsn,
         "write-ahead log recovered"
     );
+    let iceberg = Arc::new(Catalogs::new(
+        &data_dir,
+        config.iceberg_catalogs.clone(),
+        ObjectStorageFactory::new(config.s3.clone(), config.buckets.clone()),
+    ));
     let stores = Arc::new(ObjectStores::new(data_dir.join("buckets"), config.s3, config.buckets));
     let gzip_level = config.delivery.gzip_level.unwrap_or(spillway_format::compression::DEFAULT_LEVEL).min(9);
     let shutdown_timeout = Duration::from_secs(config.delivery.shutdown_timeout_secs.unwrap_or(10));
@@ -97,8 +104,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .partition_memory_bytes
                 .unwrap_or(spillway_pipeline::service::DEFAULT_PARTITION_MEMORY_BYTES),
             tables,
-            catalog_dir: data_dir.join("catalog"),
-            buckets_dir: data_dir.join("buckets"),
+            iceberg: Arc::clone(&iceberg),
         },
         wal.clone(),
     )?;
@@ -129,7 +135,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .name
                 .split_once('.')
                 .with_context(|| format!("[[iceberg_tables]] name {:?} must be DATABASE.TABLE", t.name))?;
-            let catalog = crate::tables::open_catalog(&data_dir, &t.catalog).await?;
+            let catalog = iceberg
+                .open(&t.catalog, None)
+                .await
+                .with_context(|| format!("cannot open the Iceberg catalog {}", t.catalog))?;
             if catalog.create_table(db, table, &t.fields, &t.partition_by, true).await? {
                 tracing::info!(catalog = %t.catalog, table = %t.name, "created Iceberg table");
             }

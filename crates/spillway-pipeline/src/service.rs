@@ -66,10 +66,8 @@ pub struct ServiceConfig {
     pub partition_memory_bytes: usize,
     /// Table definitions for record format conversion (`[[tables]]`, `<data-dir>/tables`).
     pub tables: Arc<TableRegistry>,
-    /// `<data-dir>/catalog`: the embedded Iceberg catalog.
-    pub catalog_dir: PathBuf,
-    /// `<data-dir>/buckets`: local buckets, where the embedded catalog's warehouses live.
-    pub buckets_dir: PathBuf,
+    /// The catalogs of Iceberg streams: the embedded one in the data dir, REST ones by name.
+    pub iceberg: Arc<spillway_destination::iceberg::catalogs::Catalogs>,
 }
 
 /// Firehose's default active-partition limit per stream (reference §12).
@@ -212,8 +210,7 @@ impl Service {
             spill_dir: self.inner.config.spill_dir.clone(),
             active_partitions_limit: self.inner.config.active_partitions_limit,
             partition_memory_bytes: self.inner.config.partition_memory_bytes,
-            catalog_dir: self.inner.config.catalog_dir.clone(),
-            buckets_dir: self.inner.config.buckets_dir.clone(),
+            iceberg: Arc::clone(&self.inner.config.iceberg),
         }
     }
 

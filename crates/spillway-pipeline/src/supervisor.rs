@@ -152,10 +152,8 @@ pub struct Resources {
     pub active_partitions_limit: usize,
     /// Memory for the partition buffers of one stream; beyond it the largest buffers spill to disk.
     pub partition_memory_bytes: usize,
-    /// `<data-dir>/catalog`: the embedded Iceberg catalog.
-    pub catalog_dir: PathBuf,
-    /// `<data-dir>/buckets`: where warehouses of the embedded catalog live.
-    pub buckets_dir: PathBuf,
+    /// The catalogs of Iceberg streams.
+    pub iceberg: Arc<spillway_destination::iceberg::catalogs::Catalogs>,
 }
 
 /// Starts the supervisor of a stream.
@@ -1668,14 +1666,8 @@ impl Supervisor {
         if self.iceberg_target.is_some() {
             return Ok(());
         }
-        let warehouse = match &plan.catalog.warehouse {
-            Some((bucket, path)) => self.res.buckets_dir.join(bucket).join(path),
-            None => self.res.buckets_dir.join(&plan.catalog.name),
-        };
-        let db = self.res.catalog_dir.join("catalog.db");
-        let catalog = spillway_destination::iceberg::IcebergCatalog::embedded(&db, &plan.catalog.name, &warehouse)
-            .await
-            .map_err(|e| e.to_string())?;
+        let warehouse = plan.catalog.warehouse.as_ref().map(|(b, p)| (b.as_str(), p.as_str()));
+        let catalog = self.res.iceberg.open(&plan.catalog.name, warehouse).await.map_err(|e| e.to_string())?;
         let partition_identity = plan
             .tables
             .iter()

@@ -78,8 +78,11 @@ impl TestServer {
                     spillway_format::table::TableRegistry::new(Some(data_dir.join("tables")), &[])
                         .expect("open the tables folder"),
                 ),
-                catalog_dir: data_dir.join("catalog"),
-                buckets_dir: data_dir.join("buckets"),
+                iceberg: Arc::new(spillway_destination::iceberg::catalogs::Catalogs::new(
+                    &data_dir,
+                    HashMap::new(),
+                    Default::default(),
+                )),
             },
             wal.clone(),
         )

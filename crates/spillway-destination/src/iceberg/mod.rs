@@ -58,6 +58,7 @@
 //! dates and timestamps; Hive has no time type.
 
 mod adapt;
+pub mod catalogs;
 pub mod compact;
 pub mod evolve;
 pub mod rest;
@@ -71,7 +72,6 @@ pub use evolve::{NewColumn, SchemaInference};
 pub use types::{field_type_text, parse_field_type};
 
 use iceberg::arrow::{RecordBatchPartitionSplitter, schema_to_arrow_schema};
-use iceberg::io::LocalFsStorageFactory;
 use iceberg::spec::{DataFile, DataFileFormat, FormatVersion, PartitionKey, Transform, UnboundPartitionSpec};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
@@ -276,7 +276,7 @@ struct Inner {
 /// that iceberg-rust's `Transaction` cannot build (the replace snapshot of a compaction).
 enum Backend {
     Sql(SqlCatalog),
-    Rest(rest::RestCatalog),
+    Rest(Box<rest::RestCatalog>),
 }
 
 impl fmt::Debug for IcebergCatalog {
@@ -338,6 +338,22 @@ impl IcebergCatalog {
     /// on), default warehouse `warehouse_dir` (a local folder, created; tables live under
     /// `<warehouse_dir>/<database>.db/<table>`).
     pub async fn embedded(db_path: &Path, name: &str, warehouse_dir: &Path) -> Result<Self, IcebergError> {
+        let warehouse_dir = absolute_dir(warehouse_dir).await?;
+        let Some(warehouse) = warehouse_dir.to_str() else {
+            return Err(IcebergError::Config(format!("{} is not UTF-8", warehouse_dir.display())));
+        };
+        let warehouse = format!("file://{}", warehouse.trim_end_matches('/'));
+        Self::embedded_at(db_path, name, warehouse, Arc::new(storage::ObjectStorageFactory::default())).await
+    }
+
+    /// The embedded catalog with its warehouse at `warehouse` (a URL: `file:///dir`,
+    /// `s3://bucket/path`), files read and written through `storage`.
+    pub async fn embedded_at(
+        db_path: &Path,
+        name: &str,
+        warehouse: String,
+        storage: Arc<dyn iceberg::io::StorageFactory>,
+    ) -> Result<Self, IcebergError> {
         if name.trim().is_empty() {
             return Err(IcebergError::Config("the catalog name is empty".into()));
         }
@@ -349,26 +365,23 @@ impl IcebergCatalog {
             _ => Path::new("."),
         };
         let db_path = absolute_dir(parent).await?.join(file_name);
-        let warehouse_dir = absolute_dir(warehouse_dir).await?;
-        let (Some(db), Some(warehouse)) = (db_path.to_str(), warehouse_dir.to_str()) else {
-            return Err(IcebergError::Config(format!(
-                "{} or {} is not UTF-8",
-                db_path.display(),
-                warehouse_dir.display()
-            )));
+        let Some(db) = db_path.to_str() else {
+            return Err(IcebergError::Config(format!("{} is not UTF-8", db_path.display())));
         };
-        let warehouse = format!("file://{}", warehouse.trim_end_matches('/'));
+        let warehouse = warehouse.trim_end_matches('/').to_string();
         let props = HashMap::from([
             (SQL_CATALOG_PROP_URI.to_string(), format!("sqlite:{}?mode=rwc", sqlite_url_path(db))),
             (SQL_CATALOG_PROP_WAREHOUSE.to_string(), warehouse.clone()),
             (SQL_CATALOG_PROP_BIND_STYLE.to_string(), SqlBindStyle::QMark.to_string()),
         ]);
         let catalog = SqlCatalogBuilder::default()
-            .with_storage_factory(Arc::new(LocalFsStorageFactory))
+            .with_storage_factory(storage)
             .load(name, props)
             .await
             .map_err(|e| IcebergError::Catalog(e.to_string()))?;
-        Ok(IcebergCatalog { inner: Arc::new(Inner { backend: Backend::Sql(catalog), name: name.to_string(), db_path, warehouse }) })
+        Ok(IcebergCatalog {
+            inner: Arc::new(Inner { backend: Backend::Sql(catalog), name: name.to_string(), db_path, warehouse }),
+        })
     }
 
     /// A REST catalog (see [`rest::RestCatalog`]); tables keep the locations the catalog gives.
@@ -376,7 +389,7 @@ impl IcebergCatalog {
         let warehouse = catalog.warehouse_location().unwrap_or_default().to_string();
         IcebergCatalog {
             inner: Arc::new(Inner {
-                backend: Backend::Rest(catalog),
+                backend: Backend::Rest(Box::new(catalog)),
                 name: name.to_string(),
                 db_path: PathBuf::new(),
                 warehouse,
@@ -387,8 +400,7 @@ impl IcebergCatalog {
     fn catalog(&self) -> &dyn Catalog {
         match &self.inner.backend {
             Backend::Sql(c) => c,
-            // TEMPORARY until rest.rs implements iceberg::Catalog: replace with `Backend::Rest(c) => c,`.
-            Backend::Rest(_) => unimplemented!("REST catalog being written"),
+            Backend::Rest(c) => c.as_ref(),
         }
     }
 
