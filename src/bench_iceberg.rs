@@ -96,10 +96,7 @@ async fn commit_percentiles(c: &crate::bench::HttpClient, endpoint: &str, ps: &[
     }
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
     let total = buckets.last().map_or(0.0, |b| b.1);
-    Ok(ps
-        .iter()
-        .map(|p| buckets.iter().find(|(_, n)| *n >= total * p).map_or(f64::NAN, |(le, _)| *le))
-        .collect())
+    Ok(ps.iter().map(|p| buckets.iter().find(|(_, n)| *n >= total * p).map_or(f64::NAN, |(le, _)| *le)).collect())
 }
 
 async fn run(args: &IcebergArgs) -> anyhow::Result<()> {
@@ -160,10 +157,7 @@ async fn run(args: &IcebergArgs) -> anyhow::Result<()> {
         records as f64 / secs,
         mib_s / FIREHOSE_ICEBERG_MIB_S
     );
-    println!(
-        "commit latency (files written + snapshot committed): p50 <= {:.0} ms, p99 <= {:.0} ms",
-        pcts[0], pcts[1]
-    );
+    println!("commit latency (files written + snapshot committed): p50 <= {:.0} ms, p99 <= {:.0} ms", pcts[0], pcts[1]);
     println!("data files: {files} in {secs:.0} s = {:.0} per hour at this rate", files as f64 * 3600.0 / secs);
     println!("server peak RSS: {:.1} MiB", rss.unwrap_or(0) as f64 / 1024.0);
     Ok(())

@@ -58,6 +58,17 @@ pub struct IcebergTableConfig {
     pub partition_by: Vec<String>,
 }
 
+impl Config {
+    /// The Iceberg catalogs of a server with this configuration and data dir.
+    pub fn catalogs(&self, data_dir: &Path) -> spillway_destination::iceberg::catalogs::Catalogs {
+        spillway_destination::iceberg::catalogs::Catalogs::new(
+            data_dir,
+            self.iceberg_catalogs.clone(),
+            spillway_destination::iceberg::storage::ObjectStorageFactory::new(self.s3.clone(), self.buckets.clone()),
+        )
+    }
+}
+
 fn default_catalog() -> String {
     "AwsDataCatalog".into()
 }

@@ -6,8 +6,6 @@ use anyhow::Context;
 use clap::Args;
 use spillway_api::{ApiConfig, sigv4};
 use spillway_destination::ObjectStores;
-use spillway_destination::iceberg::catalogs::Catalogs;
-use spillway_destination::iceberg::storage::ObjectStorageFactory;
 use spillway_format::table::TableRegistry;
 use spillway_pipeline::processors::functions::FunctionRegistry;
 use spillway_pipeline::{Service, ServiceConfig};
@@ -44,10 +42,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
-    let listen = args.listen.or(config.server.listen).unwrap_or_else(|| "127.0.0.1:4573".into());
-    let data_dir = args.data_dir.or(config.server.data_dir).unwrap_or_else(|| PathBuf::from("./spillway-data"));
-    let region = args.region.or(config.server.region).unwrap_or_else(|| "us-east-1".into());
-    let account_id = args.account_id.or(config.server.account_id).unwrap_or_else(|| "000000000000".into());
+    let listen = args.listen.or(config.server.listen.clone()).unwrap_or_else(|| "127.0.0.1:4573".into());
+    let data_dir = args.data_dir.or(config.server.data_dir.clone()).unwrap_or_else(|| PathBuf::from("./spillway-data"));
+    let region = args.region.or(config.server.region.clone()).unwrap_or_else(|| "us-east-1".into());
+    let account_id = args.account_id.or(config.server.account_id.clone()).unwrap_or_else(|| "000000000000".into());
     if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
         anyhow::bail!("account id must be 12 digits, got {account_id:?}");
     }
@@ -67,11 +65,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         next_lsn = recovery.next_lsn,
         "write-ahead log recovered"
     );
-    let iceberg = Arc::new(Catalogs::new(
-        &data_dir,
-        config.iceberg_catalogs.clone(),
-        ObjectStorageFactory::new(config.s3.clone(), config.buckets.clone()),
-    ));
+    let iceberg = Arc::new(config.catalogs(&data_dir));
     let stores = Arc::new(ObjectStores::new(data_dir.join("buckets"), config.s3, config.buckets));
     let gzip_level = config.delivery.gzip_level.unwrap_or(spillway_format::compression::DEFAULT_LEVEL).min(9);
     let shutdown_timeout = Duration::from_secs(config.delivery.shutdown_timeout_secs.unwrap_or(10));

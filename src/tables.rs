@@ -3,17 +3,24 @@
 //! `<data-dir>/tables/` and the registry are `spillway_format::table`'s; this file finds the data
 //! dir and the configuration the way `serve` does, and prints.
 //!
-//! `create` makes an Iceberg table for an Iceberg stream in the embedded catalog
-//! (`spillway_destination::iceberg`): database `<data-dir>/catalog/catalog.db`, catalog `--catalog`,
+//! `create` makes an Iceberg table for an Iceberg stream in catalog `--catalog`: a REST catalog of
+//! the configuration (`[iceberg_catalogs.NAME]`), which chooses the table's location, or else the
+//! embedded catalog (`spillway_destination::iceberg`): database `<data-dir>/catalog/catalog.db`,
 //! warehouse `<data-dir>/buckets/<catalog>/`, so the table lands at
 //! `<data-dir>/buckets/<catalog>/<database>.db/<table>/`. That is where a stream whose CatalogARN
 //! names the S3 Tables table bucket `<catalog>` (`arn:aws:s3tables:<region>:<acct>:bucket/<catalog>`
 //! or `arn:aws:glue:<region>:<acct>:catalog/s3tablescatalog/<catalog>`) and which has no
 //! `WarehouseLocation` keeps its tables: the table bucket is the embedded bucket of that name.
+//!
+//! `compact` rewrites the small data files of such a table into fewer, larger ones in one
+//! `replace` commit (`IcebergCatalog::compact`); the rows do not change, and it is safe while the
+//! server appends to the table.
 
 use crate::config::Config;
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use spillway_destination::iceberg::catalogs::Catalogs;
+use spillway_destination::iceberg::compact::CompactOptions;
 use spillway_destination::iceberg::{IcebergCatalog, parse_field_specs};
 use spillway_format::table::{DEFAULT_DATABASE, TableDefinition, TableRegistry};
 use std::io::Write;
@@ -79,6 +86,25 @@ pub enum TablesCommand {
         #[command(flatten)]
         place: Place,
     },
+    /// Compact an Iceberg table of the embedded catalog: rewrite the small data files of each
+    /// partition (smaller than 3/4 of the target size) into fewer, larger ones, in one `replace`
+    /// commit; the rows do not change. Safe while the server appends to the table.
+    Compact {
+        /// DATABASE.TABLE, or TABLE for the database "default".
+        name: String,
+        /// The catalog, as for `create`.
+        #[arg(long, default_value = "AwsDataCatalog", value_name = "NAME")]
+        catalog: String,
+        /// Target size of the files, in bytes [default: the table's write.target-file-size-bytes, 512 MiB].
+        #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+        target_file_size: Option<u64>,
+        /// Rewrite a partition's small files only when it has at least this many.
+        #[arg(long, value_name = "N", default_value_t = 2,
+              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(2..))]
+        min_input_files: usize,
+        #[command(flatten)]
+        place: Place,
+    },
 }
 
 /// Where the tables are: the same data dir and configuration as `spillway serve`.
@@ -110,9 +136,10 @@ impl Place {
         open_registry(&self.data_dir_of(&config), &config.tables)
     }
 
-    /// The data dir `serve` would use.
-    fn data_dir(&self) -> anyhow::Result<PathBuf> {
-        Ok(self.data_dir_of(&self.config()?))
+    /// The Iceberg catalogs `serve` would use.
+    fn catalogs(&self) -> anyhow::Result<Catalogs> {
+        let config = self.config()?;
+        Ok(config.catalogs(&self.data_dir_of(&config)))
     }
 }
 
@@ -133,7 +160,12 @@ pub fn run(command: TablesCommand) -> anyhow::Result<()> {
         TablesCommand::Create { name, schema, partition_by, catalog, if_not_exists, place } => {
             let request = CreateRequest { name, schema, partition_by, catalog, if_not_exists };
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(create(&place.data_dir()?, &request, &mut out))
+            runtime.block_on(create(&place.catalogs()?, &request, &mut out))
+        }
+        TablesCommand::Compact { name, catalog, target_file_size, min_input_files, place } => {
+            let request = CompactRequest { name, catalog, target_file_size, min_input_files };
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(compact(&place.catalogs()?, &request, &mut out))
         }
     }
 }
@@ -277,29 +309,18 @@ pub struct CreateRequest {
     pub if_not_exists: bool,
 }
 
-/// The embedded catalog `name` of the data dir (see the module docs for the layout).
-pub async fn open_catalog(data_dir: &Path, name: &str) -> anyhow::Result<IcebergCatalog> {
-    // The name is a folder of <data-dir>/buckets/: S3 Tables bucket names and AwsDataCatalog fit.
-    let valid = !name.is_empty()
-        && name.len() <= 255
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        && !name.starts_with('-');
-    if !valid {
-        anyhow::bail!("catalog name {name:?} must be letters, digits, '-' or '_' (an S3 Tables table bucket name)");
-    }
-    let db = data_dir.join("catalog").join("catalog.db");
-    let warehouse = data_dir.join("buckets").join(name);
-    IcebergCatalog::embedded(&db, name, &warehouse)
-        .await
-        .with_context(|| format!("cannot open the Iceberg catalog {}", db.display()))
+/// Catalog `name`: a REST catalog of the configuration, else the embedded catalog of the data dir
+/// (see the module docs for the layout).
+pub async fn open_catalog(catalogs: &Catalogs, name: &str) -> anyhow::Result<IcebergCatalog> {
+    catalogs.open(name, None).await.with_context(|| format!("cannot open the Iceberg catalog {name}"))
 }
 
-pub async fn create(data_dir: &Path, request: &CreateRequest, out: &mut dyn Write) -> anyhow::Result<()> {
+pub async fn create(catalogs: &Catalogs, request: &CreateRequest, out: &mut dyn Write) -> anyhow::Result<()> {
     let (db, table) = split_name(&request.name)?;
     let text = std::fs::read_to_string(&request.schema)
         .with_context(|| format!("cannot read the schema {}", request.schema.display()))?;
     let fields = parse_field_specs(&text).with_context(|| format!("in {}", request.schema.display()))?;
-    let catalog = open_catalog(data_dir, &request.catalog).await?;
+    let catalog = open_catalog(catalogs, &request.catalog).await?;
     let created = catalog
         .create_table(db, table, &fields, &request.partition_by, request.if_not_exists)
         .await
@@ -330,8 +351,69 @@ pub async fn create(data_dir: &Path, request: &CreateRequest, out: &mut dyn Writ
     Ok(())
 }
 
+/// What `spillway tables compact` was asked.
+pub struct CompactRequest {
+    pub name: String,
+    pub catalog: String,
+    pub target_file_size: Option<u64>,
+    pub min_input_files: usize,
+}
+
+/// `n` bytes for people: `512 B`, `1.2 MiB`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+fn files(n: usize) -> String {
+    if n == 1 { "1 file".to_string() } else { format!("{n} files") }
+}
+
+pub async fn compact(catalogs: &Catalogs, request: &CompactRequest, out: &mut dyn Write) -> anyhow::Result<()> {
+    let (db, table) = split_name(&request.name)?;
+    let db_file = &catalogs.catalog_db;
+    if !catalogs.rest.contains_key(&request.catalog) && !db_file.is_file() {
+        anyhow::bail!("no Iceberg catalog in {} (create a table with 'spillway tables create')", db_file.display());
+    }
+    let catalog = open_catalog(catalogs, &request.catalog).await?;
+    let options =
+        CompactOptions { target_file_size_bytes: request.target_file_size, min_input_files: request.min_input_files };
+    let report = catalog
+        .compact(db, table, &options)
+        .await
+        .with_context(|| format!("cannot compact {db}.{table} in catalog {}", request.catalog))?;
+    match report.snapshot_id {
+        None => writeln!(out, "nothing to compact in {db}.{table} ({})", files(report.files_before))?,
+        Some(snapshot) => writeln!(
+            out,
+            "compacted {db}.{table}: {} -> {} ({} rewritten, {} written, {} rows, {} -> {}), snapshot {snapshot}",
+            files(report.files_before),
+            report.files_after,
+            report.rewritten_files,
+            report.added_files,
+            report.rows,
+            human_bytes(report.bytes_before),
+            human_bytes(report.bytes_after),
+        )?,
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    fn local(data_dir: &std::path::Path) -> Catalogs {
+        Catalogs::new(data_dir, Default::default(), Default::default())
+    }
+
     use super::*;
 
     fn text(out: Vec<u8>) -> String {
@@ -448,7 +530,7 @@ mod tests {
         };
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let mut out = Vec::new();
-        runtime.block_on(create(&data_dir, &request, &mut out)).unwrap();
+        runtime.block_on(create(&local(&data_dir), &request, &mut out)).unwrap();
         let out = text(out);
         let table_dir = data_dir.canonicalize().unwrap().join("buckets/firehosetos3demo/firehosetos3demo.db/readings");
         assert!(
@@ -463,16 +545,16 @@ mod tests {
         assert!(table_dir.join("metadata").is_dir());
         assert!(data_dir.join("catalog/catalog.db").is_file());
 
-        let err = runtime.block_on(create(&data_dir, &request, &mut Vec::new())).unwrap_err();
+        let err = runtime.block_on(create(&local(&data_dir), &request, &mut Vec::new())).unwrap_err();
         assert!(format!("{err:#}").contains("already exists"), "{err:#}");
         let again = CreateRequest { if_not_exists: true, ..request };
         let mut out = Vec::new();
-        runtime.block_on(create(&data_dir, &again, &mut out)).unwrap();
+        runtime.block_on(create(&local(&data_dir), &again, &mut out)).unwrap();
         assert_eq!(text(out), "firehosetos3demo.readings already exists in catalog firehosetos3demo (unchanged)\n");
 
         let info = runtime
             .block_on(async {
-                open_catalog(&data_dir, "firehosetos3demo")
+                open_catalog(&local(&data_dir), "firehosetos3demo")
                     .await?
                     .table_info("firehosetos3demo", "readings")
                     .await
@@ -489,9 +571,75 @@ mod tests {
             catalog: "spillway".into(),
             if_not_exists: false,
         };
-        let err = runtime.block_on(create(&data_dir, &bad, &mut Vec::new())).unwrap_err();
+        let err = runtime.block_on(create(&local(&data_dir), &bad, &mut Vec::new())).unwrap_err();
         assert!(format!("{err:#}").contains("Iceberg calls it long"), "{err:#}");
         let bad_catalog = CreateRequest { catalog: "../x".into(), ..bad };
-        assert!(runtime.block_on(create(&data_dir, &bad_catalog, &mut Vec::new())).is_err());
+        assert!(runtime.block_on(create(&local(&data_dir), &bad_catalog, &mut Vec::new())).is_err());
+    }
+
+    #[test]
+    fn compact_merges_the_small_files_of_an_iceberg_table() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("data");
+        let request = CompactRequest {
+            name: "firehosetos3demo.readings".into(),
+            catalog: "firehosetos3demo".into(),
+            target_file_size: None,
+            min_input_files: 2,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let err = runtime.block_on(compact(&local(&data_dir), &request, &mut Vec::new())).unwrap_err();
+        assert!(err.to_string().starts_with("no Iceberg catalog in "), "{err:#}");
+        assert!(!data_dir.exists(), "nothing created");
+
+        let schema = tmp.path().join("readings.json");
+        std::fs::write(&schema, r#"[{"name": "sensor_id", "type": "string"}, {"name": "timestamp", "type": "long"}]"#)
+            .unwrap();
+        let create_request = CreateRequest {
+            name: request.name.clone(),
+            schema,
+            partition_by: vec![],
+            catalog: request.catalog.clone(),
+            if_not_exists: false,
+        };
+        runtime.block_on(create(&local(&data_dir), &create_request, &mut Vec::new())).unwrap();
+        let catalog = runtime.block_on(open_catalog(&local(&data_dir), "firehosetos3demo")).unwrap();
+        let mut out = Vec::new();
+        runtime.block_on(compact(&local(&data_dir), &request, &mut out)).unwrap();
+        assert_eq!(text(out), "nothing to compact in firehosetos3demo.readings (0 files)\n");
+
+        let columns = runtime.block_on(catalog.table_info("firehosetos3demo", "readings")).unwrap().columns;
+        let deserializer = spillway_format::json::Deserializer::default();
+        for k in 0..4u64 {
+            let mut converter = spillway_format::json::JsonConverter::new(&columns, &deserializer);
+            for i in k * 10..k * 10 + 10 {
+                converter.push_record(format!(r#"{{"sensor_id": "s{i}", "timestamp": {i}}}"#).as_bytes()).unwrap();
+            }
+            let batch = converter.flush().unwrap();
+            let append = catalog.append("firehosetos3demo", "readings", vec![batch], "s", k * 10, k * 10 + 9);
+            runtime.block_on(append).unwrap();
+        }
+        let mut out = Vec::new();
+        runtime.block_on(compact(&local(&data_dir), &request, &mut out)).unwrap();
+        let out = text(out);
+        assert!(
+            out.starts_with("compacted firehosetos3demo.readings: 4 files -> 1 (4 rewritten, 1 written, 40 rows, "),
+            "{out}"
+        );
+        let snapshot = out.trim_end().rsplit_once("), snapshot ").map(|(_, id)| id.parse::<i64>());
+        assert!(matches!(snapshot, Some(Ok(id)) if id > 0), "{out}");
+        let position = runtime.block_on(catalog.committed_position("firehosetos3demo", "readings", "s")).unwrap();
+        assert_eq!(position, Some(39), "the appends' WAL position survives");
+        assert!(out.contains(" KiB -> ") && out.ends_with('\n'), "{out}");
+
+        let mut out = Vec::new();
+        runtime.block_on(compact(&local(&data_dir), &request, &mut out)).unwrap();
+        assert_eq!(text(out), "nothing to compact in firehosetos3demo.readings (1 file)\n");
+        let missing = CompactRequest { name: "firehosetos3demo.nope".into(), ..request };
+        let err = runtime.block_on(compact(&local(&data_dir), &missing, &mut Vec::new())).unwrap_err();
+        assert!(format!("{err:#}").contains("was not found"), "{err:#}");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
     }
 }

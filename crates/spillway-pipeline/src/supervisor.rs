@@ -1668,11 +1668,8 @@ impl Supervisor {
         }
         let warehouse = plan.catalog.warehouse.as_ref().map(|(b, p)| (b.as_str(), p.as_str()));
         let catalog = self.res.iceberg.open(&plan.catalog.name, warehouse).await.map_err(|e| e.to_string())?;
-        let partition_identity = plan
-            .tables
-            .iter()
-            .map(|t| ((t.database.clone(), t.table.clone()), t.partition_identity.clone()))
-            .collect();
+        let partition_identity =
+            plan.tables.iter().map(|t| ((t.database.clone(), t.table.clone()), t.partition_identity.clone())).collect();
         self.iceberg_target = Some(iceberg::IcebergTarget {
             catalog,
             stream_key: format!("{:016x}", self.plan.id),

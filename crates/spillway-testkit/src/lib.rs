@@ -79,7 +79,7 @@ impl TestServer {
                         .expect("open the tables folder"),
                 ),
                 iceberg: Arc::new(spillway_destination::iceberg::catalogs::Catalogs::new(
-                    &data_dir,
+                    data_dir,
                     HashMap::new(),
                     Default::default(),
                 )),

@@ -224,7 +224,8 @@ fn missing(inferred: &[(String, Shape)], existing: &[NestedFieldRef], parent: Op
             Some(field) => match (shape, field.field_type.as_ref()) {
                 (Shape::Struct(inner), Type::Struct(s)) => missing(inner, s.fields(), Some(&path(&field.name)), out),
                 (Shape::List(element), Type::List(l)) => {
-                    if let (Shape::Struct(inner), Type::Struct(s)) = (element.as_ref(), l.element_field.field_type.as_ref())
+                    if let (Shape::Struct(inner), Type::Struct(s)) =
+                        (element.as_ref(), l.element_field.field_type.as_ref())
                     {
                         missing(inner, s.fields(), Some(&path(&field.name)), out);
                     }
@@ -268,7 +269,12 @@ impl IcebergCatalog {
 
     /// Adds the columns `database.table` lacks for the records `inference` read, in one schema
     /// commit; the number added (0: nothing committed).
-    pub async fn evolve(&self, database: &str, table: &str, inference: &SchemaInference) -> Result<usize, IcebergError> {
+    pub async fn evolve(
+        &self,
+        database: &str,
+        table: &str,
+        inference: &SchemaInference,
+    ) -> Result<usize, IcebergError> {
         let ice = |e| IcebergError::from_iceberg(e, database, table);
         let mut attempt = 0;
         loop {
@@ -282,11 +288,9 @@ impl IcebergCatalog {
             for c in &columns {
                 let field_type = super::parse_field_type(&c.field_type)?;
                 let add = match &c.parent {
-                    Some(parent) => AddColumn::builder()
-                        .parent(parent.clone())
-                        .name(c.name.clone())
-                        .field_type(field_type)
-                        .build(),
+                    Some(parent) => {
+                        AddColumn::builder().parent(parent.clone()).name(c.name.clone()).field_type(field_type).build()
+                    }
                     None => AddColumn::optional(&c.name, field_type),
                 };
                 action = action.add_column(add);
@@ -296,7 +300,10 @@ impl IcebergCatalog {
                 Ok(_) => return Ok(columns.len()),
                 // Another writer changed the schema first (maybe adding the same columns): look
                 // again at the new schema.
-                Err(e) if attempt < 3 && matches!(e.kind(), ErrorKind::CatalogCommitConflicts | ErrorKind::DataInvalid) => {
+                Err(e)
+                    if attempt < 3
+                        && matches!(e.kind(), ErrorKind::CatalogCommitConflicts | ErrorKind::DataInvalid) =>
+                {
                     attempt += 1;
                 }
                 Err(e) => return Err(ice(e)),
@@ -396,7 +403,8 @@ mod tests {
             IcebergCatalog::embedded(&dir.path().join("catalog.db"), "AwsDataCatalog", &dir.path().join("wh"))
                 .await
                 .expect("open");
-        let first = [r#"{"device": "d1", "temp": 20, "site": "north"}"#, r#"{"device": "d2", "temp": 21.5, "x": null}"#];
+        let first =
+            [r#"{"device": "d1", "temp": 20, "site": "north"}"#, r#"{"device": "d2", "temp": 21.5, "x": null}"#];
         let i = infer(&first);
         let parts = ["site".to_string(), "nope".to_string()];
         assert!(catalog.create_inferred("iot", "events", &i, &parts).await.expect("create"));

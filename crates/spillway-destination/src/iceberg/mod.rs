@@ -415,9 +415,9 @@ impl IcebergCatalog {
         let ident = table.identifier();
         let ice = |e| IcebergError::from_iceberg(e, &ident.namespace().join("."), ident.name());
         match &self.inner.backend {
-            Backend::Sql(_) => {
-                compact::commit_sql(&self.inner.db_path, &self.inner.name, table, requirements, updates).await.map_err(ice)
-            }
+            Backend::Sql(_) => compact::commit_sql(&self.inner.db_path, &self.inner.name, table, requirements, updates)
+                .await
+                .map_err(ice),
             Backend::Rest(c) => c.commit_updates(ident, requirements, updates).await.map_err(ice),
         }
     }
@@ -670,8 +670,13 @@ pub(crate) async fn write_data_files(
     let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
     let parquet = ParquetWriterBuilder::new(properties, schema.clone());
     let names = DefaultFileNameGenerator::new(prefix, Some(uuid::Uuid::now_v7().to_string()), DataFileFormat::Parquet);
-    let rolling =
-        RollingFileWriterBuilder::new(parquet, target_size, table.file_io().clone(), DataLocation::new(metadata), names);
+    let rolling = RollingFileWriterBuilder::new(
+        parquet,
+        target_size,
+        table.file_io().clone(),
+        DataLocation::new(metadata),
+        names,
+    );
     let builder = DataFileWriterBuilder::new(rolling);
     let spec = metadata.default_partition_spec().clone();
     if spec.is_unpartitioned() {

@@ -15,10 +15,10 @@ use super::{Job, JobContext, error_line, now_ms, render_failed};
 use crate::processing::parse_iceberg_partition;
 use crate::state::ErrorOutput;
 use spillway_destination::ObjectError;
+use spillway_destination::iceberg::SchemaInference;
 use spillway_destination::iceberg::{IcebergCatalog, IcebergError};
 use spillway_format::json::{ConversionError, Deserializer, JsonConverter, PARSE_ERROR};
 use spillway_model::iceberg::ICEBERG_FAILED;
-use spillway_destination::iceberg::SchemaInference;
 use std::collections::HashMap;
 use std::sync::Arc;
 
