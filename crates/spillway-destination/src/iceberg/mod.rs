@@ -1,12 +1,17 @@
-//! The Iceberg sink: an embedded Iceberg catalog kept in the data dir, table creation from a
-//! simple schema, and appends that carry a stream's WAL range in their snapshot summary.
+//! The Iceberg sink: Iceberg catalogs (embedded in the data dir, or REST), table creation from a
+//! simple schema or from records, schema evolution, appends that carry a stream's WAL range in
+//! their snapshot summary, and compaction.
 //!
 //! # What it owns
 //!
-//! [`IcebergCatalog`] wraps an `iceberg-catalog-sql` catalog on SQLite, written through
-//! iceberg-rust 0.10 with local-file storage. It owns the catalog database, the table metadata and
-//! the data files under the warehouse; the pipeline owns the WAL, the conversion of records to
-//! Arrow (with the columns [`IcebergCatalog::table_info`] gives) and the error output.
+//! [`IcebergCatalog`] is one catalog, written through iceberg-rust 0.10: the embedded one (an
+//! `iceberg-catalog-sql` catalog on SQLite) or an Iceberg REST catalog ([`rest`], SigV4-signed for
+//! S3 Tables, Glue and SeaweedFS). Files go through [`storage`] (`file://` warehouses in the data
+//! dir, `s3://` ones on any S3-compatible store); [`catalogs`] says which catalog a name means.
+//! It owns the catalog database, the table metadata and the data files under the warehouse; the
+//! pipeline owns the WAL, the conversion of records to Arrow (with the columns
+//! [`IcebergCatalog::table_info`] gives) and the error output. [`evolve`] types records for
+//! automatic table creation and schema evolution; [`compact`] rewrites small files.
 //!
 //! # On-disk layout
 //!
@@ -15,9 +20,10 @@
 //!   SQL catalogs; the `catalog_name` column holds the catalog name, so one database holds many
 //!   catalogs. PyIceberg reads it with
 //!   `SqlCatalog(name, uri="sqlite:///<db_path>", warehouse="file://<warehouse_dir>")`.
-//! - Warehouse: `warehouse_dir`, a local folder (spillway uses `<data-dir>/buckets/<catalog name>`
-//!   for an S3 Tables table bucket `arn:aws:s3tables:<region>:<account>:bucket/<catalog name>`,
-//!   i.e. the table bucket is an embedded bucket of that name).
+//! - Warehouse: a local folder (spillway uses `<data-dir>/buckets/<catalog name>` for an S3 Tables
+//!   table bucket `arn:aws:s3tables:<region>:<account>:bucket/<catalog name>`, i.e. the table
+//!   bucket is an embedded bucket of that name), or `s3://bucket/path` when that bucket is on an
+//!   S3-compatible store ([`catalogs`]). REST catalogs choose their tables' locations.
 //! - Table `database.table`: `<warehouse_dir>/<database>.db/<table>/` (the Hive, Spark and
 //!   PyIceberg convention), with `metadata/` (`NNNNN-<uuid>.metadata.json`, manifest lists
 //!   `snap-*.avro`, manifests `*-m0.avro`) and `data/` (Parquet, SNAPPY:
@@ -32,9 +38,13 @@
 //! - One [`IcebergCatalog::append`] is one fast-append snapshot, whose summary holds
 //!   `spillway.<stream_key>.wal-first` and `spillway.<stream_key>.wal-last`; the data files are
 //!   written before the commit and are invisible until it succeeds (an interrupted append leaves
-//!   unreferenced files only). [`IcebergCatalog::committed_position`] reads the highest
-//!   `wal-last` in the history of the current snapshot, so a replay after a crash skips what the
-//!   table holds: exactly once, as long as that snapshot is not expired before the replay.
+//!   unreferenced files only). The same commit sets the table property
+//!   `spillway.<stream_key>.wal-last`. [`IcebergCatalog::committed_position`] reads the highest
+//!   `wal-last` of the property and the summaries of the current snapshot's history, so a replay
+//!   after a crash skips what the table holds: exactly once, even after snapshot expiry.
+//! - Commits that iceberg-rust's `Transaction` cannot express (compaction's `replace` snapshot)
+//!   go through [`IcebergCatalog::commit_updates`]: the REST commit endpoint, or for the embedded
+//!   catalog a compare-and-swap of the metadata location in SQLite, as the SQL catalog does.
 //! - Names: databases and tables are 1..255 of `[A-Za-z0-9_]` and match exactly (case kept).
 //!   Firehose also allows '.', but the SQL catalog and PyIceberg read '.' as a namespace level.
 //!
@@ -560,10 +570,11 @@ impl IcebergCatalog {
             .collect())
     }
 
-    /// Highest `last` WAL position any snapshot of this table recorded for `stream_key` (summary
-    /// property `spillway.<stream_key>.wal-last`), walking back from the current snapshot through
-    /// its ancestors (snapshots the table no longer descends from, say after a rollback, do not
-    /// count: their rows are not in the table); None if none.
+    /// Highest `last` WAL position this table recorded for `stream_key`: the table property
+    /// `spillway.<stream_key>.wal-last` (set by every append, so it survives snapshot expiry) and
+    /// the same key in the summaries of the current snapshot and its ancestors; None if none.
+    /// After a rollback the property may be ahead of the rows the table holds: a rollback is the
+    /// user's decision to drop those rows, and replaying them would undo it.
     pub async fn committed_position(
         &self,
         database: &str,
@@ -573,7 +584,9 @@ impl IcebergCatalog {
         let t = self.load(database, table).await?;
         let key = summary_key(stream_key, "last");
         let metadata = t.metadata();
-        let mut best: Option<u64> = None;
+        // The table property is written with every append (it outlives expired snapshots); the
+        // summaries of the current ancestry also count (tables appended before the property).
+        let mut best: Option<u64> = metadata.properties().get(&key).and_then(|v| v.parse::<u64>().ok());
         let mut next = metadata.current_snapshot_id();
         let mut steps = 0;
         while let Some(id) = next
@@ -651,6 +664,13 @@ impl IcebergCatalog {
         let action =
             tx.fast_append().with_check_duplicate(false).add_data_files(files).set_snapshot_properties(summary);
         let tx = action.apply(tx).map_err(ice)?;
+        // The same position as a table property, in the same commit: it survives the expiry of
+        // the snapshots that carry it in their summaries.
+        let tx = tx
+            .update_table_properties()
+            .set(summary_key(stream_key, "last"), wal_last.to_string())
+            .apply(tx)
+            .map_err(ice)?;
         let committed = tx.commit(self.catalog()).await.map_err(ice)?;
         Ok(AppendResult { snapshot_id: committed.metadata().current_snapshot_id(), ..result })
     }

@@ -174,6 +174,16 @@ async fn seed_table_appends_twice_and_remembers_the_wal_position() {
     // A second catalog on the same files sees the same table (the server and the CLI).
     let again = open(tmp.path()).await;
     assert_eq!(again.committed_position(DB, TABLE, "stream-a").await.expect("a"), Some(20));
+
+    // The positions are also table properties: they outlive the snapshots that carry them.
+    assert_eq!(t.metadata().properties().get("spillway.stream-a.wal-last").map(String::as_str), Some("20"));
+    let older: Vec<i64> =
+        t.metadata().snapshots().map(|s| s.snapshot_id()).filter(|id| Some(*id) != r3.snapshot_id).collect();
+    let tx = iceberg::transaction::Transaction::new(&t);
+    let tx = tx.expire_snapshots().expire_snapshot_ids(older).apply(tx).expect("expire");
+    let t = tx.commit(catalog.catalog()).await.expect("commit the expiry");
+    assert_eq!(t.metadata().snapshots().count(), 1);
+    assert_eq!(catalog.committed_position(DB, TABLE, "stream-a").await.expect("a"), Some(20));
 }
 
 const NESTED_SCHEMA: &str = r#"[
