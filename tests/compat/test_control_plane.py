@@ -370,17 +370,6 @@ UNDELIVERABLE = {
          "RoleARN": ROLE, "RetryOptions": {"DurationInSeconds": 60}, "S3BackupMode": "FailedDataOnly",
          "S3Configuration": NESTED_S3, "BufferingHints": {"SizeInMBs": 128, "IntervalInSeconds": 0}},
         ["PrivateKey", "KeyPassphrase"], [PRIVATE_KEY, "snowflake-passphrase"]),
-    "Iceberg": (
-        "IcebergDestinationConfiguration", "IcebergDestinationDescription", "iceberg",
-        {"DestinationTableConfigurationList": [{"DestinationTableName": "events", "DestinationDatabaseName": "db",
-                                                "UniqueKeys": ["id"], "S3ErrorOutputPrefix": "iceberg-errors/"}],
-         "SchemaEvolutionConfiguration": {"Enabled": True}, "TableCreationConfiguration": {"Enabled": False},
-         "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 300}, "S3BackupMode": "FailedDataOnly",
-         "RetryOptions": {"DurationInSeconds": 300}, "RoleARN": ROLE, "AppendOnly": False,
-         "CatalogConfiguration": {"CatalogARN": "arn:aws:glue:us-east-1:123456789012:catalog",
-                                  "WarehouseLocation": "s3://warehouse/"},
-         "S3Configuration": NESTED_S3},
-        [], []),
 }
 
 
@@ -432,6 +421,29 @@ def test_undeliverable_destination_is_stored_but_creating_failed(server, firehos
     firehose.delete_delivery_stream(DeliveryStreamName=name)
     with pytest.raises(firehose.exceptions.ResourceNotFoundException):
         describe(firehose, name)
+
+
+ICEBERG = {"DestinationTableConfigurationList": [{"DestinationTableName": "events", "DestinationDatabaseName": "db",
+                                           "UniqueKeys": ["id"], "S3ErrorOutputPrefix": "iceberg-errors/"}],
+    "SchemaEvolutionConfiguration": {"Enabled": True}, "TableCreationConfiguration": {"Enabled": False},
+    "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 300}, "S3BackupMode": "FailedDataOnly",
+    "RetryOptions": {"DurationInSeconds": 300}, "RoleARN": ROLE, "AppendOnly": False,
+    "CatalogConfiguration": {"CatalogARN": "arn:aws:glue:us-east-1:123456789012:catalog",
+                             "WarehouseLocation": "s3://warehouse/"},
+    "S3Configuration": NESTED_S3}
+
+
+def test_iceberg_destination_description_round_trips(server, firehose):
+    """Table creation and schema evolution are delivered now: the stream is ACTIVE, described as configured."""
+    resp = firehose.create_delivery_stream(DeliveryStreamName="to-iceberg",
+                                           IcebergDestinationConfiguration=copy.deepcopy(ICEBERG))
+    assert resp["DeliveryStreamARN"] == arn("to-iceberg")
+    d = describe(firehose, "to-iceberg")
+    assert d["DeliveryStreamStatus"] == "ACTIVE", d.get("FailureDescription")
+    raw = describe_raw(server, "to-iceberg")
+    dest = raw["Destinations"][0]
+    assert set(dest) == {"DestinationId", "IcebergDestinationDescription"}
+    assert dest["IcebergDestinationDescription"] == expected_destination_description(ICEBERG, [])
 
 
 KINESIS_SOURCE = {"KinesisStreamARN": f"arn:aws:kinesis:us-east-1:{ACCOUNT_ID}:stream/source", "RoleARN": ROLE}
