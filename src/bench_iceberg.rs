@@ -8,7 +8,7 @@
 //! in BENCHMARKS.md); `SizeInMBs` is 128, Firehose's maximum for Iceberg.
 
 use crate::bench::{Spawned, call, peak_rss_kib, sample_body, spawn_server_at, worker};
-use crate::bench_delivery::{client, data_dir, flush, metric, wait_ready};
+use crate::bench_delivery::{client, data_dir, files_under, flush, metric, wait_ready};
 use anyhow::bail;
 use bytes::Bytes;
 use clap::Args;
@@ -62,20 +62,7 @@ pub fn iceberg(args: IcebergArgs) -> anyhow::Result<()> {
 }
 
 fn parquet_files(dir: &Path) -> usize {
-    let mut n = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                n += 1;
-            }
-        }
-    }
-    n
+    files_under(dir).iter().filter(|p| p.extension().is_some_and(|x| x == "parquet")).count()
 }
 
 /// Percentiles of the commit-duration histogram: the upper bound of the bucket holding each.

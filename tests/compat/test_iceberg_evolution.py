@@ -14,6 +14,7 @@ import pyarrow as pa
 from pyiceberg.catalog.sql import SqlCatalog
 
 from conftest import ACCOUNT_ID, REGION, ROLE, Server, eventually, flush
+from test_iceberg import error_records
 
 TABLE_BUCKET = "evolving-tables"
 
@@ -42,15 +43,6 @@ def catalog(data):
 def put(client, name, records):
     resp = client.put_record_batch(DeliveryStreamName=name, Records=[{"Data": json.dumps(r).encode()} for r in records])
     assert resp["FailedPutCount"] == 0, resp
-
-
-def error_records(data):
-    root = data / "buckets" / "errors-bucket" / "errors" / "iceberg-failed"
-    out = []
-    for p in sorted(root.rglob("*")) if root.exists() else []:
-        if p.is_file() and not p.name.startswith(".spillway-tmp-"):
-            out += [json.loads(line) for line in p.read_text().splitlines()]
-    return out
 
 
 def test_a_missing_table_is_created_from_its_records_and_grows_with_them(tmp_path):

@@ -15,19 +15,10 @@ from pyiceberg.catalog import load_catalog
 
 from conftest import ACCOUNT_ID, BIN, REGION, ROLE, Server, flush
 from s3server import S3Server
+from test_iceberg import SCHEMA, reading
 
 TABLE_BUCKET = "iot-rest"
 NAMESPACE, TABLE = "iot_namespace", "sensor_readings"
-SCHEMA = [
-    {"name": "sensor_id", "type": "string", "required": False},
-    {"name": "timestamp", "type": "long", "required": False},
-    {"name": "location", "type": "string", "required": False},
-    {"name": "temperature", "type": "double", "required": False},
-    {"name": "humidity", "type": "double", "required": False},
-    {"name": "pressure", "type": "double", "required": False},
-]
-LOCATIONS = ["warehouse-a", "warehouse-b", "office", "lab"]
-
 
 @pytest.fixture(scope="module")
 def weed(tmp_path_factory):
@@ -62,12 +53,6 @@ def pyiceberg_catalog(weed, monkeypatch):
         "rest.sigv4-enabled": "true", "rest.signing-region": REGION, "rest.signing-name": "s3tables",
         "s3.endpoint": weed.endpoint, "s3.access-key-id": weed.access_key,
         "s3.secret-access-key": weed.secret_key, "s3.region": REGION})
-
-
-def reading(i, rng):
-    return {"sensor_id": f"sensor-{i % 10:03d}", "timestamp": 1_700_000_000 + i,
-            "location": LOCATIONS[(i % 10) % len(LOCATIONS)], "temperature": round(rng.uniform(15, 35), 2),
-            "humidity": round(rng.uniform(30, 70), 2), "pressure": round(rng.uniform(990, 1030), 2)}
 
 
 def destination(table):
