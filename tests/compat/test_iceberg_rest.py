@@ -139,3 +139,48 @@ def test_a_table_missing_from_the_rest_catalog_sends_records_to_the_error_output
     root = data / "buckets" / "errors-bucket" / "errors" / "iceberg-failed"
     errors = [json.loads(line) for p in sorted(root.rglob("*")) if p.is_file() for line in p.read_text().splitlines()]
     assert [e["errorCode"] for e in errors] == ["Iceberg.NoSuchTable"], errors
+
+
+def test_the_embedded_catalog_keeps_its_warehouse_on_an_s3_compatible_store(weed, tmp_path):
+    """No REST catalog for the table bucket: the embedded (SQLite) catalog, with the warehouse `s3://BUCKET` because
+    `[buckets.BUCKET]` puts that bucket on SeaweedFS's S3."""
+    bucket = "lake-warehouse"
+    weed.create_bucket(bucket)
+    fields = ", ".join('{ name = "%s", type = "%s" }' % (f["name"], f["type"]) for f in SCHEMA)
+    config = f"""
+[buckets.{bucket}]
+endpoint = "{weed.endpoint}"
+region = "{REGION}"
+access_key_id = "{weed.access_key}"
+secret_access_key = "{weed.secret_key}"
+
+[[iceberg_tables]]
+name = "{NAMESPACE}.{TABLE}"
+catalog = "{bucket}"
+fields = [{fields}]
+"""
+    data = tmp_path / "data"
+    server = Server(data, config=config).start()
+    try:
+        client = server.client()
+        dest = destination(TABLE)
+        dest["CatalogConfiguration"]["CatalogARN"] = f"arn:aws:s3tables:{REGION}:{ACCOUNT_ID}:bucket/{bucket}"
+        client.create_delivery_stream(DeliveryStreamName="s3wh", IcebergDestinationConfiguration=dest)
+        rng = random.Random(1)
+        readings = [reading(i, rng) for i in range(300)]
+        resp = client.put_record_batch(DeliveryStreamName="s3wh",
+                                       Records=[{"Data": json.dumps(r).encode()} for r in readings])
+        assert resp["FailedPutCount"] == 0, resp
+        flush(server, "s3wh")
+    finally:
+        server.stop()
+    keys = [k for k, _ in weed.list_objects(bucket)]
+    assert any(k.startswith(f"{NAMESPACE}.db/{TABLE}/data/") and k.endswith(".parquet") for k in keys), keys
+    assert not (data / "buckets" / bucket).exists(), "nothing of the warehouse in the data dir"
+    from pyiceberg.catalog.sql import SqlCatalog
+    cat = SqlCatalog(bucket, uri=f"sqlite:///{data / 'catalog' / 'catalog.db'}", **{
+        "s3.endpoint": weed.endpoint, "s3.access-key-id": weed.access_key, "s3.secret-access-key": weed.secret_key,
+        "s3.region": REGION})
+    table = cat.load_table(f"{NAMESPACE}.{TABLE}")
+    assert table.metadata_location.startswith(f"s3://{bucket}/")
+    assert sorted(table.scan().to_arrow().to_pylist(), key=lambda r: r["timestamp"]) == readings
