@@ -1670,12 +1670,16 @@ impl Supervisor {
         let catalog = self.res.iceberg.open(&plan.catalog.name, warehouse).await.map_err(|e| e.to_string())?;
         let partition_identity =
             plan.tables.iter().map(|t| ((t.database.clone(), t.table.clone()), t.partition_identity.clone())).collect();
+        let unique_keys =
+            plan.tables.iter().map(|t| ((t.database.clone(), t.table.clone()), t.unique_keys.clone())).collect();
         self.iceberg_target = Some(iceberg::IcebergTarget {
             catalog,
             stream_key: format!("{:016x}", self.plan.id),
             schema_evolution: plan.schema_evolution,
             table_creation: plan.table_creation,
             partition_identity: Arc::new(partition_identity),
+            unique_keys: Arc::new(unique_keys),
+            append_only: plan.append_only,
         });
         Ok(())
     }

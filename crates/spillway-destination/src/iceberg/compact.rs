@@ -291,13 +291,13 @@ enum Plan {
 
 /// Files an attempt wrote: deleted if it does not commit.
 #[derive(Default)]
-struct Written(Vec<String>);
+pub(super) struct Written(pub(super) Vec<String>);
 
 impl Written {
-    async fn discard(self, table: &Table) {
+    pub(super) async fn discard(self, table: &Table) {
         for path in self.0 {
             if let Err(e) = table.file_io().delete(&path).await {
-                tracing::warn!(path, error = %e, "cannot delete a file of a failed compaction");
+                tracing::warn!(path, error = %e, "cannot delete a file of a commit that failed");
             }
         }
     }
@@ -427,18 +427,18 @@ pub(super) fn is_commit_conflict(e: &IcebergError) -> bool {
 
 /// Manifests read so far, by path (a manifest never changes once written): a restaged attempt
 /// reads only the manifests of the commits that beat it.
-type ManifestCache = HashMap<String, Arc<Manifest>>;
+pub(super) type ManifestCache = HashMap<String, Arc<Manifest>>;
 
 /// The current snapshot of a table and its manifests.
-struct Current {
-    snapshot: SnapshotRef,
-    manifests: Vec<(ManifestFile, Arc<Manifest>)>,
+pub(super) struct Current {
+    pub(super) snapshot: SnapshotRef,
+    pub(super) manifests: Vec<(ManifestFile, Arc<Manifest>)>,
 }
 
 impl Current {
     /// Reads the current snapshot's manifests; None if the table has no snapshot. Refuses tables
     /// this module cannot compact (format other than v2, live delete files).
-    async fn read(
+    pub(super) async fn read(
         table: &Table,
         database: &str,
         name: &str,
@@ -448,7 +448,7 @@ impl Current {
         let metadata = table.metadata();
         if metadata.format_version() != FormatVersion::V2 {
             return Err(IcebergError::Unsupported(format!(
-                "compaction of {database}.{name}: the table is in Iceberg format {}; only v2 tables are compacted",
+                "rewriting data files of {database}.{name}: the table is in Iceberg format {}; only v2 tables are rewritten",
                 metadata.format_version()
             )));
         }
@@ -469,7 +469,7 @@ impl Current {
                 || (file.content == ManifestContentType::Deletes && manifest.entries().iter().any(|e| e.is_alive()))
             {
                 return Err(IcebergError::Unsupported(format!(
-                    "compaction of {database}.{name}: the table has delete files (row-level deletes)"
+                    "rewriting data files of {database}.{name}: the table has delete files (row-level deletes)"
                 )));
             }
             manifests.push((file.clone(), manifest));
@@ -478,7 +478,7 @@ impl Current {
     }
 
     /// The live data files, with the partition spec of their manifest.
-    fn live(&self) -> impl Iterator<Item = (&ManifestEntry, i32)> {
+    pub(super) fn live(&self) -> impl Iterator<Item = (&ManifestEntry, i32)> {
         self.manifests
             .iter()
             .filter(|(file, _)| file.content == ManifestContentType::Data)
@@ -619,6 +619,19 @@ async fn rewrite_bin(
     name_mapping: &Option<Arc<NameMapping>>,
     snapshot_id: i64,
 ) -> iceberg::Result<Vec<DataFile>> {
+    let batches = read_files(table, files, schema, field_ids, name_mapping).await?;
+    write_data_files(table, batches, format!("compact-{snapshot_id}")).await
+}
+
+/// Reads the whole of `files` in `schema` (the table's current one), columns `field_ids`: files
+/// written before a schema change read as the current schema.
+pub(super) async fn read_files(
+    table: &Table,
+    files: &[&ManifestEntry],
+    schema: &SchemaRef,
+    field_ids: &[i32],
+    name_mapping: &Option<Arc<NameMapping>>,
+) -> iceberg::Result<Vec<arrow_array::RecordBatch>> {
     let tasks: Vec<iceberg::Result<FileScanTask>> = files
         .iter()
         .map(|e| {
@@ -638,9 +651,7 @@ async fn rewrite_bin(
                 .build())
         })
         .collect();
-    let batches: Vec<arrow_array::RecordBatch> =
-        table.reader_builder().build().read(futures::stream::iter(tasks).boxed())?.stream().try_collect().await?;
-    write_data_files(table, batches, format!("compact-{snapshot_id}")).await
+    table.reader_builder().build().read(futures::stream::iter(tasks).boxed())?.stream().try_collect().await
 }
 
 /// Writes the manifests and manifest list of `rewrite` on `table`'s current snapshot; None if a
@@ -668,10 +679,7 @@ async fn stage_into(
     cache: &mut ManifestCache,
     written: &mut Written,
 ) -> Result<Option<Staged>, IcebergError> {
-    let ice = |e| IcebergError::from_iceberg(e, database, name);
-    let invalid = |m: String| IcebergError::InvalidData(format!("compaction of {database}.{name}: {m}"));
     let metadata = table.metadata();
-    let file_io = table.file_io();
     let Some(current) = Current::read(table, database, name, cache).await? else { return Ok(None) };
     let default_spec = metadata.default_partition_spec().clone();
     if default_spec.spec_id() != rewrite.spec_id {
@@ -694,6 +702,59 @@ async fn stage_into(
         Some(_) => new_snapshot_id(metadata),
     };
     let parent_id = current.snapshot.snapshot_id();
+    let summary = snapshot_summary(metadata, current.snapshot.summary(), &removed, &rewrite.added, Operation::Replace);
+    let (requirements, updates) = write_snapshot(
+        table,
+        database,
+        name,
+        &current,
+        &rewrite.removed,
+        &rewrite.added,
+        snapshot_id,
+        summary,
+        written,
+    )
+    .await?;
+    let bytes_removed: u64 = removed.iter().map(|f| f.file_size_in_bytes()).sum();
+    let bytes_added: u64 = rewrite.added.iter().map(DataFile::file_size_in_bytes).sum();
+    let report = CompactReport {
+        files_before,
+        files_after: files_before - removed.len() + rewrite.added.len(),
+        rewritten_files: removed.len(),
+        added_files: rewrite.added.len(),
+        rows: removed.iter().map(|f| f.record_count()).sum(),
+        bytes_before,
+        bytes_after: bytes_before - bytes_removed + bytes_added,
+        snapshot_id: Some(snapshot_id),
+    };
+    Ok(Some(Staged { report, snapshot_id, parent_id, requirements, updates, written: std::mem::take(written) }))
+}
+
+/// Writes the manifests and manifest list of snapshot `snapshot_id` on top of `current` (the
+/// current snapshot of `table`): the live data files whose paths are in `removed` become Deleted,
+/// `added` are Added (in the default partition spec, the next sequence number). The manifests
+/// listing a removed file become ONE manifest (those files Deleted, the others Existing, sequence
+/// numbers kept); every other manifest is reused as is; empty manifests are not written. Returns
+/// the commit's requirements (same table, `main` still at `current`) and updates (the snapshot,
+/// `main` moved to it). The files it writes are pushed on `written`. Nothing is committed.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn write_snapshot(
+    table: &Table,
+    database: &str,
+    name: &str,
+    current: &Current,
+    removed: &HashSet<String>,
+    added: &[DataFile],
+    snapshot_id: i64,
+    summary: Summary,
+    written: &mut Written,
+) -> Result<(Vec<TableRequirement>, Vec<TableUpdate>), IcebergError> {
+    let ice = |e| IcebergError::from_iceberg(e, database, name);
+    let invalid = |m: String| IcebergError::InvalidData(format!("commit to {database}.{name}: {m}"));
+    let metadata = table.metadata();
+    let file_io = table.file_io();
+    let default_spec = metadata.default_partition_spec().clone();
+    let parent_id = current.snapshot.snapshot_id();
     let sequence_number = metadata.next_sequence_number();
     let schema = metadata.current_schema().clone();
     let commit_id = uuid::Uuid::new_v4();
@@ -707,39 +768,45 @@ async fn stage_into(
     let mut new_manifests: Vec<ManifestFile> = Vec::with_capacity(current.manifests.len() + 2);
 
     // The new files.
-    let path = manifest_path(0);
-    let mut writer = new_writer(&path)?;
-    written.0.push(path);
-    for file in &rewrite.added {
-        writer.add_file(file.clone(), sequence_number).map_err(ice)?;
+    if !added.is_empty() {
+        let path = manifest_path(0);
+        let mut writer = new_writer(&path)?;
+        written.0.push(path);
+        for file in added {
+            writer.add_file(file.clone(), sequence_number).map_err(ice)?;
+        }
+        new_manifests.push(writer.write_manifest_file().await.map_err(ice)?);
     }
-    new_manifests.push(writer.write_manifest_file().await.map_err(ice)?);
 
-    // The manifests that list a replaced file become ONE manifest (all of the default spec, as
-    // the replaced files are): those files Deleted, the others Existing, sequence numbers kept.
+    // The manifests that list a removed file become ONE manifest (all of the default spec, as
+    // the removed files are): those files Deleted, the others Existing, sequence numbers kept.
     // One per touched manifest would leave as many small manifests as there were appends.
     let (touched, untouched): (Vec<_>, Vec<_>) = current.manifests.iter().partition(|(file, manifest)| {
         file.content == ManifestContentType::Data
-            && manifest.entries().iter().any(|e| e.is_alive() && rewrite.removed.contains(e.file_path()))
+            && manifest.entries().iter().any(|e| e.is_alive() && removed.contains(e.file_path()))
     });
     if let Some((file, _)) = touched.iter().find(|(file, _)| file.partition_spec_id != default_spec.spec_id()) {
         return Err(invalid(format!("{} is not of the default partition spec", file.manifest_path)));
     }
-    let path = manifest_path(1);
-    let mut writer = new_writer(&path)?;
-    written.0.push(path);
-    for entry in touched.iter().flat_map(|(_, manifest)| manifest.entries()).filter(|e| e.is_alive()) {
-        let missing = |what: &str| invalid(format!("the manifest entry of {} has no {what}", entry.file_path()));
-        let data_sequence = entry.sequence_number().ok_or_else(|| missing("sequence number"))?;
-        let file_sequence = Some(entry.file_sequence_number.ok_or_else(|| missing("file sequence number"))?);
-        if rewrite.removed.contains(entry.file_path()) {
-            writer.add_delete_file(entry.data_file().clone(), data_sequence, file_sequence).map_err(ice)?;
-        } else {
-            let added_by = entry.snapshot_id().ok_or_else(|| missing("snapshot id"))?;
-            writer.add_existing_file(entry.data_file().clone(), added_by, data_sequence, file_sequence).map_err(ice)?;
+    if !touched.is_empty() {
+        let path = manifest_path(1);
+        let mut writer = new_writer(&path)?;
+        written.0.push(path);
+        for entry in touched.iter().flat_map(|(_, manifest)| manifest.entries()).filter(|e| e.is_alive()) {
+            let missing = |what: &str| invalid(format!("the manifest entry of {} has no {what}", entry.file_path()));
+            let data_sequence = entry.sequence_number().ok_or_else(|| missing("sequence number"))?;
+            let file_sequence = Some(entry.file_sequence_number.ok_or_else(|| missing("file sequence number"))?);
+            if removed.contains(entry.file_path()) {
+                writer.add_delete_file(entry.data_file().clone(), data_sequence, file_sequence).map_err(ice)?;
+            } else {
+                let added_by = entry.snapshot_id().ok_or_else(|| missing("snapshot id"))?;
+                writer
+                    .add_existing_file(entry.data_file().clone(), added_by, data_sequence, file_sequence)
+                    .map_err(ice)?;
+            }
         }
+        new_manifests.push(writer.write_manifest_file().await.map_err(ice)?);
     }
-    new_manifests.push(writer.write_manifest_file().await.map_err(ice)?);
     // Every other manifest as it is (data and delete manifests alike).
     new_manifests.extend(untouched.into_iter().map(|(file, _)| file.clone()));
 
@@ -751,7 +818,6 @@ async fn stage_into(
     list.add_manifests(new_manifests.into_iter()).map_err(ice)?;
     list.close().await.map_err(ice)?;
 
-    let summary = replace_summary(metadata, current.snapshot.summary(), &removed, &rewrite.added);
     let new_snapshot = Snapshot::builder()
         .with_manifest_list(list_path)
         .with_snapshot_id(snapshot_id)
@@ -772,28 +838,16 @@ async fn stage_into(
         TableRequirement::UuidMatch { uuid: metadata.uuid() },
         TableRequirement::RefSnapshotIdMatch { r#ref: MAIN_BRANCH.to_string(), snapshot_id: Some(parent_id) },
     ];
-    let bytes_removed: u64 = removed.iter().map(|f| f.file_size_in_bytes()).sum();
-    let bytes_added: u64 = rewrite.added.iter().map(DataFile::file_size_in_bytes).sum();
-    let report = CompactReport {
-        files_before,
-        files_after: files_before - removed.len() + rewrite.added.len(),
-        rewritten_files: removed.len(),
-        added_files: rewrite.added.len(),
-        rows: removed.iter().map(|f| f.record_count()).sum(),
-        bytes_before,
-        bytes_after: bytes_before - bytes_removed + bytes_added,
-        snapshot_id: Some(snapshot_id),
-    };
-    Ok(Some(Staged { report, snapshot_id, parent_id, requirements, updates, written: std::mem::take(written) }))
+    Ok((requirements, updates))
 }
 
 /// A random pause of up to `max_ms` milliseconds.
-fn jitter(max_ms: u64) -> Duration {
+pub(super) fn jitter(max_ms: u64) -> Duration {
     Duration::from_millis((uuid::Uuid::new_v4().as_u128() % u128::from(max_ms.max(1))) as u64)
 }
 
 /// A positive snapshot id no snapshot of the table has (iceberg-rust's way).
-fn new_snapshot_id(metadata: &TableMetadata) -> i64 {
+pub(super) fn new_snapshot_id(metadata: &TableMetadata) -> i64 {
     loop {
         let (high, low) = uuid::Uuid::new_v4().as_u64_pair();
         let id = ((high ^ low) & (i64::MAX as u64)) as i64;
@@ -803,9 +857,16 @@ fn new_snapshot_id(metadata: &TableMetadata) -> i64 {
     }
 }
 
-/// The summary Java writes for a rewrite: the collector's added/removed counts (and partition
-/// summaries up to `write.summary.partition-limit`), then the running totals from the parent's.
-fn replace_summary(metadata: &TableMetadata, previous: &Summary, removed: &[&DataFile], added: &[DataFile]) -> Summary {
+/// The summary Java writes for a rewrite or an overwrite: the collector's added/removed counts
+/// (and partition summaries up to `write.summary.partition-limit`), then the running totals from
+/// the parent's.
+pub(super) fn snapshot_summary(
+    metadata: &TableMetadata,
+    previous: &Summary,
+    removed: &[&DataFile],
+    added: &[DataFile],
+    operation: Operation,
+) -> Summary {
     let schema = metadata.current_schema().clone();
     let spec = metadata.default_partition_spec().clone();
     let mut collector = SnapshotSummaryCollector::default();
@@ -839,7 +900,7 @@ fn replace_summary(metadata: &TableMetadata, previous: &Summary, removed: &[&Dat
             properties.insert(total.to_string(), (before + plus).saturating_sub(minus).to_string());
         }
     }
-    Summary { operation: Operation::Replace, additional_properties: properties }
+    Summary { operation, additional_properties: properties }
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@
 //! It owns the catalog database, the table metadata and the data files under the warehouse; the
 //! pipeline owns the WAL, the conversion of records to Arrow (with the columns
 //! [`IcebergCatalog::table_info`] gives) and the error output. [`evolve`] types records for
-//! automatic table creation and schema evolution; [`compact`] rewrites small files.
+//! automatic table creation and schema evolution; [`compact`] rewrites small files; [`rowdelta`]
+//! applies `update` and `delete` operations copy-on-write.
 //!
 //! # On-disk layout
 //!
@@ -72,6 +73,7 @@ pub mod catalogs;
 pub mod compact;
 pub mod evolve;
 pub mod rest;
+pub mod rowdelta;
 pub mod storage;
 mod types;
 

@@ -7,15 +7,22 @@
 //! again. Conversion is deterministic, so the records that fail it (and go to `iceberg-failed` in
 //! the `S3Configuration` bucket, under the intent's `errors_key`) are the same on every attempt.
 //!
-//! Records that cannot reach their table for good (no such table, an operation the writer cannot
-//! commit) go to the error output; failures that may pass (the catalog or storage unavailable) are
+//! Updates and deletes (`update`/`delete` partitions) are applied copy-on-write by
+//! [`IcebergCatalog::apply_row_changes`], keyed by the table's `UniqueKeys` (else its identifier
+//! fields), in one overwrite commit carrying the WAL range like an append, under the stream key
+//! `<stream>.update` or `<stream>.delete`: a flush cuts the insert, update and delete partitions
+//! of a table separately, so their WAL ranges overlap and each needs its own position.
+//!
+//! Records that cannot reach their table for good (no such table, no unique keys for an update,
+//! an update to an AppendOnly stream) go to the error output; failures that may pass (the catalog or storage unavailable) are
 //! retried by the caller, up to the stream's `RetryOptions`.
 
 use super::{Job, JobContext, error_line, now_ms, render_failed};
-use crate::processing::parse_iceberg_partition;
+use crate::processing::{ICEBERG_INVALID_OPERATION, parse_iceberg_partition};
 use crate::state::ErrorOutput;
 use spillway_destination::ObjectError;
 use spillway_destination::iceberg::SchemaInference;
+use spillway_destination::iceberg::rowdelta::RowOp;
 use spillway_destination::iceberg::{IcebergCatalog, IcebergError};
 use spillway_format::json::{ConversionError, Deserializer, JsonConverter, PARSE_ERROR};
 use spillway_model::iceberg::ICEBERG_FAILED;
@@ -37,6 +44,11 @@ pub(super) struct IcebergTarget {
     /// `PartitionSpec.Identity` source columns of the configured tables, by (database, table),
     /// for the tables the stream creates.
     pub partition_identity: Arc<HashMap<(String, String), Vec<String>>>,
+    /// `DestinationTableConfiguration.UniqueKeys` of the configured tables, by (database, table):
+    /// the keys of updates and deletes (else the table's identifier fields).
+    pub unique_keys: Arc<HashMap<(String, String), Vec<String>>>,
+    /// `AppendOnly`: the stream takes inserts only.
+    pub append_only: bool,
 }
 
 /// Error codes of records a table refuses (unconfirmed beyond `Iceberg.NoSuchTable` and
@@ -44,6 +56,9 @@ pub(super) struct IcebergTarget {
 const ICEBERG_SCHEMA_MISMATCH: &str = "Iceberg.SchemaMismatch";
 const ICEBERG_INVALID_JSON: &str = "Iceberg.InvalidJson";
 const ICEBERG_UNSUPPORTED_OPERATION: &str = "Iceberg.UnsupportedOperation";
+/// An update or delete for a table without unique keys (spillway's name; Firehose's code is
+/// unconfirmed: the reference only says such records go to the error output).
+const ICEBERG_MISSING_UNIQUE_KEYS: &str = "Iceberg.MissingUniqueKeys";
 
 fn retryable(e: IcebergError) -> ObjectError {
     ObjectError::Remote { code: e.firehose_code().to_string(), message: e.to_string(), retryable: true }
@@ -104,14 +119,26 @@ async fn insert(
             crate::partition::frames(frames).enumerate().map(|(i, _)| (i, (code.to_string(), message.clone())));
         (failures.collect(), IcebergCounts::default())
     };
-    if op != "insert" {
-        // iceberg-rust 0.10 commits appends only: no row-delta action for delete files.
-        return Ok(fail_all(
-            ICEBERG_UNSUPPORTED_OPERATION,
-            format!(
-                "The {op} operation needs row-level deletes, which spillway cannot commit yet; the record was not applied."
-            ),
-        ));
+    let row_op = match op {
+        "insert" => None,
+        "update" => Some(RowOp::Update),
+        "delete" => Some(RowOp::Delete),
+        // Routing refuses other operations; a partition id from elsewhere still must not write.
+        _ => {
+            return Ok(fail_all(
+                ICEBERG_INVALID_OPERATION,
+                format!("Invalid operation '{op}'; it must be insert, update or delete."),
+            ));
+        }
+    };
+    if let Some(row_op) = row_op {
+        if target.append_only {
+            return Ok(fail_all(
+                ICEBERG_UNSUPPORTED_OPERATION,
+                format!("The stream is AppendOnly: it takes inserts only, so the {op} was not applied."),
+            ));
+        }
+        return apply_rows(frames, target, (db, table, row_op), (first, last), &fail_all).await;
     }
     // The types the records imply, when the stream may create or change tables. Deterministic,
     // so a replay after a crash adds nothing the first attempt did not.
@@ -180,6 +207,57 @@ async fn insert(
     }
     let started = std::time::Instant::now();
     match target.catalog.append(db, table, batches, &target.stream_key, first, last).await {
+        Ok(_) => {
+            counts.committed = true;
+            counts.commit_ms = started.elapsed().as_secs_f64() * 1000.0;
+            Ok((failed, counts))
+        }
+        Err(e) if e.is_retryable() => Err(retryable(e)),
+        Err(e) => Ok(fail_all(e.firehose_code(), e.to_string())),
+    }
+}
+
+/// Applies a range of update or delete records to their table (copy-on-write, one commit).
+async fn apply_rows(
+    frames: &Arc<Vec<u8>>,
+    target: &IcebergTarget,
+    (db, table, op): (&str, &str, RowOp),
+    (first, last): (u64, u64),
+    fail_all: &(dyn Fn(&str, String) -> (Failures, IcebergCounts) + Sync),
+) -> Result<(Failures, IcebergCounts), ObjectError> {
+    let info = match target.catalog.table_info(db, table).await {
+        Ok(info) => info,
+        Err(e) if e.is_retryable() => return Err(retryable(e)),
+        Err(e) => return Ok(fail_all(e.firehose_code(), e.to_string())),
+    };
+    let configured = target.unique_keys.get(&(db.to_string(), table.to_string())).filter(|k| !k.is_empty());
+    let keys = match configured {
+        Some(keys) => keys.clone(),
+        None if !info.identifier_columns.is_empty() => info.identifier_columns.clone(),
+        None => {
+            return Ok(fail_all(
+                ICEBERG_MISSING_UNIQUE_KEYS,
+                format!(
+                    "Table {db}.{table} has no unique keys: set UniqueKeys in its DestinationTableConfiguration or \
+                     identifier fields on the table to update or delete rows."
+                ),
+            ));
+        }
+    };
+    let f = Arc::clone(frames);
+    let (batches, failed, rows, bytes) = super::blocking(move || to_batches(&f, &info.columns)).await;
+    let batches = batches.map_err(|e| ObjectError::Config { message: format!("cannot build a batch: {e}") })?;
+    let mut counts = IcebergCounts { rows, bytes, ..IcebergCounts::default() };
+    // The insert, update and delete partitions of one table are cut separately, so their WAL
+    // ranges overlap: each operation keeps its own position (inserts keep the stream's key).
+    let stream_key = format!("{}.{}", target.stream_key, if op == RowOp::Update { "update" } else { "delete" });
+    let held = target.catalog.committed_position(db, table, &stream_key).await.map_err(retryable)?;
+    // Committed before a crash: the table has these changes already.
+    if held.is_some_and(|p| p >= last) || batches.is_empty() {
+        return Ok((failed, counts));
+    }
+    let started = std::time::Instant::now();
+    match target.catalog.apply_row_changes(db, table, op, &keys, batches, &stream_key, first, last).await {
         Ok(_) => {
             counts.committed = true;
             counts.commit_ms = started.elapsed().as_secs_f64() * 1000.0;
