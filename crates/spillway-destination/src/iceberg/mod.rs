@@ -630,20 +630,7 @@ impl IcebergCatalog {
         let arrow_schema = Arc::new(schema_to_arrow_schema(&schema).map_err(ice)?);
 
         // Re-type everything first: a value the table refuses fails the append before any write.
-        let mut adapted = Vec::with_capacity(batches.len());
-        let mut offset = 0;
-        for batch in batches.iter().filter(|b| b.num_rows() > 0) {
-            let b = adapt::adapt_batch(batch, &arrow_schema).map_err(|e| {
-                let (column, row) = (e.path, offset + e.row);
-                match e.problem {
-                    adapt::Problem::Missing => IcebergError::MissingRequiredValue { column, row },
-                    adapt::Problem::Invalid(reason) => IcebergError::InvalidValue { column, row, reason },
-                    adapt::Problem::Mismatch(reason) => IcebergError::SchemaMismatch(reason),
-                }
-            })?;
-            offset += batch.num_rows();
-            adapted.push(b);
-        }
+        let adapted = adapt_all(&batches, &arrow_schema)?;
         drop(batches);
 
         let files = write_data_files(&t, adapted, format!("wal-{wal_first}-{wal_last}")).await.map_err(ice)?;
@@ -676,6 +663,29 @@ impl IcebergCatalog {
         let committed = tx.commit(self.catalog()).await.map_err(ice)?;
         Ok(AppendResult { snapshot_id: committed.metadata().current_snapshot_id(), ..result })
     }
+}
+
+/// `batches` re-typed to `schema` (the table's Arrow schema), empty ones left out; rows in the
+/// errors count across batches, from 0.
+pub(crate) fn adapt_all(
+    batches: &[arrow_array::RecordBatch],
+    schema: &arrow_schema::SchemaRef,
+) -> Result<Vec<arrow_array::RecordBatch>, IcebergError> {
+    let mut out = Vec::with_capacity(batches.len());
+    let mut offset = 0;
+    for batch in batches.iter().filter(|b| b.num_rows() > 0) {
+        let b = adapt::adapt_batch(batch, schema).map_err(|e| {
+            let (column, row) = (e.path, offset + e.row);
+            match e.problem {
+                adapt::Problem::Missing => IcebergError::MissingRequiredValue { column, row },
+                adapt::Problem::Invalid(reason) => IcebergError::InvalidValue { column, row, reason },
+                adapt::Problem::Mismatch(reason) => IcebergError::SchemaMismatch(reason),
+            }
+        })?;
+        offset += batch.num_rows();
+        out.push(b);
+    }
+    Ok(out)
 }
 
 /// Writes `batches` (already in the table's current Arrow schema, see `adapt`) as SNAPPY Parquet

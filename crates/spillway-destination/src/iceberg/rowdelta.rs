@@ -52,7 +52,7 @@
 
 use super::compact::{Current, ManifestCache, Written, is_commit_conflict, jitter, new_snapshot_id, read_files};
 use super::compact::{snapshot_summary, write_snapshot};
-use super::{IcebergCatalog, IcebergError, adapt, summary_key, write_data_files};
+use super::{IcebergCatalog, IcebergError, adapt_all, summary_key, write_data_files};
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -417,25 +417,6 @@ fn project_keys(batch: &RecordBatch, keys: &SchemaRef) -> Result<RecordBatch, Ic
     let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)
         .map_err(|e| IcebergError::SchemaMismatch(e.to_string()))
-}
-
-/// `batches` re-typed to `schema`, with the errors `append` gives (rows counted across batches).
-fn adapt_all(batches: &[RecordBatch], schema: &SchemaRef) -> Result<Vec<RecordBatch>, IcebergError> {
-    let mut out = Vec::with_capacity(batches.len());
-    let mut offset = 0;
-    for batch in batches.iter().filter(|b| b.num_rows() > 0) {
-        let b = adapt::adapt_batch(batch, schema).map_err(|e| {
-            let (column, row) = (e.path, offset + e.row);
-            match e.problem {
-                adapt::Problem::Missing => IcebergError::MissingRequiredValue { column, row },
-                adapt::Problem::Invalid(reason) => IcebergError::InvalidValue { column, row, reason },
-                adapt::Problem::Mismatch(reason) => IcebergError::SchemaMismatch(reason),
-            }
-        })?;
-        offset += batch.num_rows();
-        out.push(b);
-    }
-    Ok(out)
 }
 
 fn name_mapping(

@@ -691,7 +691,16 @@ async fn concurrent_appends_all_commit() {
             &Deserializer::default(),
         );
         tasks.push(tokio::spawn(async move {
-            catalog.append(DB, TABLE, vec![batch], &format!("stream-{s}"), s * 10 + 1, s * 10 + 2).await
+            // As the supervisor does: a commit that kept losing the race (iceberg's own retries
+            // exhausted on a busy machine) is retryable, and is retried.
+            let mut attempt = 0;
+            loop {
+                let key = format!("stream-{s}");
+                match catalog.append(DB, TABLE, vec![batch.clone()], &key, s * 10 + 1, s * 10 + 2).await {
+                    Err(e) if e.is_retryable() && attempt < 10 => attempt += 1,
+                    other => break other,
+                }
+            }
         }));
     }
     for t in tasks {
