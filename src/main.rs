@@ -7,9 +7,13 @@ mod bench_conversion;
 mod bench_delivery;
 mod bench_iceberg;
 mod bench_processing;
+mod client;
 mod config;
+mod generate;
 mod inspect;
+mod send;
 mod serve;
+mod streams;
 mod tables;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +43,15 @@ enum Command {
     Wal {
         #[command(subcommand)]
         command: WalCommand,
+    },
+    /// Put records from a file or stdin (NDJSON, one record per line) with PutRecordBatch.
+    Send(send::SendArgs),
+    /// Generate the seeds' data (IoT sensors, clickstream, telemetry, taxi trips) into a stream.
+    Generate(generate::GenerateArgs),
+    /// List, describe and flush the delivery streams of a running server.
+    Streams {
+        #[command(subcommand)]
+        command: streams::StreamsCommand,
     },
     /// Benchmarks.
     Bench {
@@ -87,6 +100,9 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Tables { command } => tables::run(command),
+        Command::Send(args) => send::run(args),
+        Command::Generate(args) => generate::run(args),
+        Command::Streams { command } => streams::run(command),
         Command::Wal { command: WalCommand::Inspect { data_dir, record_ids } } => inspect::run(&data_dir, record_ids),
         Command::Bench { command: BenchCommand::Ingest(args) } => bench::ingest(args),
         Command::Bench { command: BenchCommand::Delivery(args) } => bench_delivery::delivery(args),
