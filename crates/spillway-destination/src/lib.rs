@@ -6,6 +6,7 @@
 
 pub mod iceberg;
 pub mod object;
+pub mod text;
 
 pub use object::{
     CONTENT_TYPE_OCTET_STREAM, LocalBucket, ObjectError, ObjectStoreSink, ObjectStores, PutOptions, S3Bucket, S3Config,

@@ -905,7 +905,7 @@ pub(super) fn snapshot_summary(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{AppendResult, parse_field_specs};
+    use super::super::AppendResult;
     use super::*;
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Float64Type, Int64Type};
@@ -928,14 +928,10 @@ mod tests {
     const DB: &str = "lake";
     const LOCATIONS: [&str; 3] = ["warehouse_a", "office b", "lab"];
 
-    async fn open(dir: &Path) -> IcebergCatalog {
-        IcebergCatalog::embedded(&dir.join("catalog/catalog.db"), "tables", &dir.join("warehouse")).await.expect("open")
-    }
+    use crate::iceberg::tests::open_tables as open;
 
     async fn create(catalog: &IcebergCatalog, table: &str, partition_by: &[&str]) {
-        let fields = parse_field_specs(SCHEMA).expect("schema");
-        let partition_by: Vec<String> = partition_by.iter().map(|c| c.to_string()).collect();
-        assert!(catalog.create_table(DB, table, &fields, &partition_by, false).await.expect("create"));
+        crate::iceberg::tests::create_table(catalog, DB, table, SCHEMA, partition_by).await
     }
 
     /// A reading; an empty `location` is a null one.

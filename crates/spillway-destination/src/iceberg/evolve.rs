@@ -40,6 +40,7 @@
 //!   nulls).
 //! - Inference is pure and bounded by the input: nesting deeper than [`MAX_DEPTH`] is not typed.
 
+use super::types::field_name_text;
 use super::{FieldSpec, IcebergCatalog, IcebergError};
 use iceberg::ErrorKind;
 use iceberg::spec::{NestedFieldRef, Schema, Type};
@@ -125,14 +126,8 @@ impl Shape {
             Shape::String => "string".into(),
             Shape::List(e) => format!("list<{}>", e.type_text()),
             Shape::Struct(fields) => {
-                let inner: Vec<String> = fields
-                    .iter()
-                    .map(|(k, s)| {
-                        let plain = !k.contains([':', ',', '<', '>', '`']) && k.trim() == k;
-                        let name = if plain { k.clone() } else { format!("`{}`", k.replace('`', "``")) };
-                        format!("{name}:{}", s.type_text())
-                    })
-                    .collect();
+                let inner: Vec<String> =
+                    fields.iter().map(|(k, s)| format!("{}:{}", field_name_text(k), s.type_text())).collect();
                 format!("struct<{}>", inner.join(","))
             }
         }
@@ -284,7 +279,8 @@ impl IcebergCatalog {
             if columns.is_empty() {
                 return Ok(0);
             }
-            let mut action = Transaction::new(&t).update_schema();
+            let tx = Transaction::new(&t);
+            let mut action = tx.update_schema();
             for c in &columns {
                 let field_type = super::parse_field_type(&c.field_type)?;
                 let add = match &c.parent {
@@ -295,7 +291,7 @@ impl IcebergCatalog {
                 };
                 action = action.add_column(add);
             }
-            let tx = action.apply(Transaction::new(&t)).map_err(ice)?;
+            let tx = action.apply(tx).map_err(ice)?;
             match tx.commit(self.catalog()).await {
                 Ok(_) => return Ok(columns.len()),
                 // Another writer changed the schema first (maybe adding the same columns): look

@@ -71,6 +71,7 @@
 //! - One request is bounded by [`RestConfig::timeout_secs`] (default 30 s) from sending to the end
 //!   of the body.
 
+use crate::text::{error_chain, preview};
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use iceberg::io::{FileIOBuilder, StorageFactory};
@@ -99,7 +100,6 @@ pub const DEFAULT_SIGNING_SERVICE: &str = "s3tables";
 /// Largest response body read (table metadata with a long history can run to megabytes).
 pub const MAX_RESPONSE_BYTES: usize = 256 << 20;
 /// Longest piece of an unparseable error body quoted in an error.
-const DETAIL_PREVIEW: usize = 512;
 /// Most pages one listing follows (a server repeating its page token must not loop forever).
 const MAX_PAGES: usize = 100_000;
 
@@ -492,27 +492,6 @@ fn build_auth(config: &RestConfig) -> Result<Auth> {
             Ok(Auth::SigV4 { region, service, credentials })
         }
     }
-}
-
-/// An error and its sources, `: `-separated (reqwest's own message rarely says what failed).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let next = e.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = e.source();
-    }
-    text
-}
-
-fn preview(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(DETAIL_PREVIEW)]);
-    let text = text.trim();
-    if body.len() > DETAIL_PREVIEW { format!("{text}...") } else { text.to_string() }
 }
 
 /// Maps a non-2xx answer to an `iceberg::Error` (see the table in the module docs). `what` names

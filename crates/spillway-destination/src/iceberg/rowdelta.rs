@@ -571,12 +571,10 @@ async fn candidate_files(
 
 #[cfg(test)]
 mod tests {
-    use super::super::parse_field_specs;
     use super::*;
     use arrow_array::types::Int64Type;
     use iceberg::scan::FileScanTask;
     use spillway_format::json::{Deserializer, JsonConverter};
-    use std::path::Path;
 
     const DB: &str = "shop";
     const SCHEMA: &str = r#"[
@@ -586,14 +584,10 @@ mod tests {
         {"name": "note", "type": "string"}
     ]"#;
 
-    async fn open(dir: &Path) -> IcebergCatalog {
-        IcebergCatalog::embedded(&dir.join("catalog/catalog.db"), "tables", &dir.join("warehouse")).await.expect("open")
-    }
+    use crate::iceberg::tests::open_tables as open;
 
     async fn create(catalog: &IcebergCatalog, table: &str, partition_by: &[&str]) {
-        let fields = parse_field_specs(SCHEMA).expect("schema");
-        let partition_by: Vec<String> = partition_by.iter().map(|c| c.to_string()).collect();
-        assert!(catalog.create_table(DB, table, &fields, &partition_by, false).await.expect("create"));
+        crate::iceberg::tests::create_table(catalog, DB, table, SCHEMA, partition_by).await
     }
 
     async fn batch(catalog: &IcebergCatalog, table: &str, records: &[String]) -> RecordBatch {

@@ -27,6 +27,18 @@ async fn open(dir: &Path) -> IcebergCatalog {
     IcebergCatalog::embedded(&dir.join("catalog/catalog.db"), DB, &dir.join("buckets").join(DB)).await.expect("open")
 }
 
+/// A catalog "tables" in `dir` (warehouse `dir/warehouse`), for the tests of other modules.
+pub(super) async fn open_tables(dir: &Path) -> IcebergCatalog {
+    IcebergCatalog::embedded(&dir.join("catalog/catalog.db"), "tables", &dir.join("warehouse")).await.expect("open")
+}
+
+/// Creates `db.table` with the fields of `schema` (JSON) and identity partitions on `partition_by`.
+pub(super) async fn create_table(catalog: &IcebergCatalog, db: &str, table: &str, schema: &str, partition_by: &[&str]) {
+    let fields = parse_field_specs(schema).expect("schema");
+    let partition_by: Vec<String> = partition_by.iter().map(|c| c.to_string()).collect();
+    assert!(catalog.create_table(db, table, &fields, &partition_by, false).await.expect("create"));
+}
+
 fn reading(i: usize, location: &str) -> String {
     format!(
         r#"{{"sensor_id":"sensor_{:03}","timestamp":{},"location":"{location}","temperature":{},"humidity":{},"pressure":{}}}"#,

@@ -38,12 +38,7 @@ pub fn field_type_text(t: &Type) -> String {
             let fields: Vec<String> = s
                 .fields()
                 .iter()
-                .map(|f| {
-                    let plain =
-                        !f.name.is_empty() && f.name == f.name.trim() && !f.name.contains([':', ',', '<', '>', '`']);
-                    let name = if plain { f.name.clone() } else { format!("`{}`", f.name.replace('`', "``")) };
-                    format!("{name}:{}", field_type_text(&f.field_type))
-                })
+                .map(|f| format!("{}:{}", field_name_text(&f.name), field_type_text(&f.field_type)))
                 .collect();
             format!("struct<{}>", fields.join(","))
         }
@@ -52,6 +47,13 @@ pub fn field_type_text(t: &Type) -> String {
             format!("map<{},{}>", field_type_text(&m.key_field.field_type), field_type_text(&m.value_field.field_type))
         }
     }
+}
+
+/// A struct field's name as type text writes it: backticked when it has a character the grammar
+/// uses (or surrounding spaces).
+pub(crate) fn field_name_text(name: &str) -> String {
+    let plain = !name.is_empty() && name == name.trim() && !name.contains([':', ',', '<', '>', '`']);
+    if plain { name.to_string() } else { format!("`{}`", name.replace('`', "``")) }
 }
 
 /// The schema of a new table: `fields` in order with ids 1..n, nested ids after them (Iceberg

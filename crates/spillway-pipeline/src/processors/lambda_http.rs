@@ -31,6 +31,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::Url;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
+use spillway_destination::text::{error_chain, preview};
 use std::fmt;
 use std::time::{Duration, SystemTime};
 use tokio::sync::Semaphore;
@@ -43,8 +44,6 @@ pub const DEFAULT_MAX_CONCURRENCY: usize = 5;
 pub const DEFAULT_REGION: &str = "us-east-1";
 /// The Invoke API's version path segment.
 const API_VERSION: &str = "2015-03-31";
-/// Longest piece of a response body quoted in an error detail.
-const DETAIL_PREVIEW: usize = 512;
 
 /// RFC 3986 unreserved characters stay; everything else (`:` of ARNs and qualifiers included) is
 /// `%XX`, as the AWS SDKs encode path labels and query values.
@@ -374,27 +373,6 @@ fn map_response(status: u16, headers: &HeaderMap, body: Vec<u8>) -> Result<Vec<u
 fn short_type(raw: &str) -> String {
     let after_hash = raw.rsplit('#').next().unwrap_or(raw);
     after_hash.split(':').next().unwrap_or(after_hash).trim().to_owned()
-}
-
-fn preview(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(DETAIL_PREVIEW)]);
-    let text = text.trim();
-    if body.len() > DETAIL_PREVIEW { format!("{text}...") } else { text.to_owned() }
-}
-
-/// An error and its sources, `: `-separated (reqwest's own message rarely says what failed).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let next = e.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = e.source();
-    }
-    text
 }
 
 #[cfg(test)]

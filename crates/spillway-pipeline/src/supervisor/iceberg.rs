@@ -106,8 +106,9 @@ pub(super) async fn attempt(job: &mut Job, target: &IcebergTarget, ctx: &JobCont
     finish_with(job, ctx, &frames, failures, counts).await
 }
 
-/// Appends a range's records to their table. `Ok`: what failed (every record, when the table
-/// cannot take any of them) and the counts; `Err`: a failure that may pass, to retry.
+/// Writes a range's records to their table: appends inserts, applies updates and deletes
+/// (copy-on-write, one commit). `Ok`: what failed (every record, when the table cannot take any of
+/// them) and the counts; `Err`: a failure that may pass, to retry.
 async fn insert(
     frames: &Arc<Vec<u8>>,
     target: &IcebergTarget,
@@ -118,6 +119,10 @@ async fn insert(
         let failures =
             crate::partition::frames(frames).enumerate().map(|(i, _)| (i, (code.to_string(), message.clone())));
         (failures.collect(), IcebergCounts::default())
+    };
+    // A failure that may pass is retried; any other fails every record of the range.
+    let give_up = |e: IcebergError| {
+        if e.is_retryable() { Err(retryable(e)) } else { Ok(fail_all(e.firehose_code(), e.to_string())) }
     };
     let row_op = match op {
         "insert" => None,
@@ -131,117 +136,39 @@ async fn insert(
             ));
         }
     };
-    if let Some(row_op) = row_op {
-        if target.append_only {
-            return Ok(fail_all(
-                ICEBERG_UNSUPPORTED_OPERATION,
-                format!("The stream is AppendOnly: it takes inserts only, so the {op} was not applied."),
-            ));
-        }
-        return apply_rows(frames, target, (db, table, row_op), (first, last), &fail_all).await;
+    if row_op.is_some() && target.append_only {
+        return Ok(fail_all(
+            ICEBERG_UNSUPPORTED_OPERATION,
+            format!("The stream is AppendOnly: it takes inserts only, so the {op} was not applied."),
+        ));
     }
-    // The types the records imply, when the stream may create or change tables. Deterministic,
-    // so a replay after a crash adds nothing the first attempt did not.
-    let inference = if target.schema_evolution || target.table_creation {
-        let f = Arc::clone(frames);
-        Some(
-            super::blocking(move || {
-                let mut inference = SchemaInference::new();
-                for fr in crate::partition::frames(&f) {
-                    inference.observe(fr.data);
+    let info = match row_op {
+        None => match table_for_inserts(frames, target, db, table).await {
+            Ok(info) => info,
+            Err(e) => return give_up(e),
+        },
+        Some(_) => match target.catalog.table_info(db, table).await {
+            Ok(info) => info,
+            Err(e) => return give_up(e),
+        },
+    };
+    let keys = match row_op {
+        None => Vec::new(),
+        Some(_) => {
+            let configured = target.unique_keys.get(&(db.to_string(), table.to_string())).filter(|k| !k.is_empty());
+            match configured {
+                Some(keys) => keys.clone(),
+                None if !info.identifier_columns.is_empty() => info.identifier_columns.clone(),
+                None => {
+                    return Ok(fail_all(
+                        ICEBERG_MISSING_UNIQUE_KEYS,
+                        format!(
+                            "Table {db}.{table} has no unique keys: set UniqueKeys in its DestinationTableConfiguration \
+                             or identifier fields on the table to update or delete rows."
+                        ),
+                    ));
                 }
-                inference
-            })
-            .await,
-        )
-    } else {
-        None
-    };
-    let mut info = match target.catalog.table_info(db, table).await {
-        Ok(info) => info,
-        Err(e) if e.is_retryable() => return Err(retryable(e)),
-        Err(e @ IcebergError::NoSuchTable { .. }) if target.table_creation => {
-            let inference = inference.as_ref().filter(|i| !i.is_empty());
-            let Some(inference) = inference else { return Ok(fail_all(e.firehose_code(), e.to_string())) };
-            let key = (db.to_string(), table.to_string());
-            let partition_by = target.partition_identity.get(&key).map(Vec::as_slice).unwrap_or_default();
-            match target.catalog.create_inferred(db, table, inference, partition_by).await {
-                Ok(created) => {
-                    if created {
-                        tracing::info!(database = db, table, "created the Iceberg table from its records");
-                    }
-                }
-                Err(e) if e.is_retryable() => return Err(retryable(e)),
-                Err(e) => return Ok(fail_all(e.firehose_code(), e.to_string())),
             }
-            match target.catalog.table_info(db, table).await {
-                Ok(info) => info,
-                Err(e) if e.is_retryable() => return Err(retryable(e)),
-                Err(e) => return Ok(fail_all(e.firehose_code(), e.to_string())),
-            }
-        }
-        Err(e) => return Ok(fail_all(e.firehose_code(), e.to_string())),
-    };
-    if target.schema_evolution
-        && let Some(inference) = &inference
-    {
-        match target.catalog.evolve(db, table, inference).await {
-            Ok(0) => {}
-            Ok(added) => {
-                tracing::info!(database = db, table, added, "added columns to the Iceberg table");
-                info = target.catalog.table_info(db, table).await.map_err(retryable)?;
-            }
-            Err(e) if e.is_retryable() => return Err(retryable(e)),
-            // The rows still fit the columns the table has; the new fields are left out.
-            Err(e) => tracing::warn!(database = db, table, error = %e, "cannot add columns to the Iceberg table"),
-        }
-    }
-    let f = Arc::clone(frames);
-    let (batches, failed, rows, bytes) = super::blocking(move || to_batches(&f, &info.columns)).await;
-    let batches = batches.map_err(|e| ObjectError::Config { message: format!("cannot build a batch: {e}") })?;
-    let mut counts = IcebergCounts { rows, bytes, ..IcebergCounts::default() };
-    let held = target.catalog.committed_position(db, table, &target.stream_key).await.map_err(retryable)?;
-    // Committed before a crash: the table has these rows already.
-    if held.is_some_and(|p| p >= last) || batches.is_empty() {
-        return Ok((failed, counts));
-    }
-    let started = std::time::Instant::now();
-    match target.catalog.append(db, table, batches, &target.stream_key, first, last).await {
-        Ok(_) => {
-            counts.committed = true;
-            counts.commit_ms = started.elapsed().as_secs_f64() * 1000.0;
-            Ok((failed, counts))
-        }
-        Err(e) if e.is_retryable() => Err(retryable(e)),
-        Err(e) => Ok(fail_all(e.firehose_code(), e.to_string())),
-    }
-}
-
-/// Applies a range of update or delete records to their table (copy-on-write, one commit).
-async fn apply_rows(
-    frames: &Arc<Vec<u8>>,
-    target: &IcebergTarget,
-    (db, table, op): (&str, &str, RowOp),
-    (first, last): (u64, u64),
-    fail_all: &(dyn Fn(&str, String) -> (Failures, IcebergCounts) + Sync),
-) -> Result<(Failures, IcebergCounts), ObjectError> {
-    let info = match target.catalog.table_info(db, table).await {
-        Ok(info) => info,
-        Err(e) if e.is_retryable() => return Err(retryable(e)),
-        Err(e) => return Ok(fail_all(e.firehose_code(), e.to_string())),
-    };
-    let configured = target.unique_keys.get(&(db.to_string(), table.to_string())).filter(|k| !k.is_empty());
-    let keys = match configured {
-        Some(keys) => keys.clone(),
-        None if !info.identifier_columns.is_empty() => info.identifier_columns.clone(),
-        None => {
-            return Ok(fail_all(
-                ICEBERG_MISSING_UNIQUE_KEYS,
-                format!(
-                    "Table {db}.{table} has no unique keys: set UniqueKeys in its DestinationTableConfiguration or \
-                     identifier fields on the table to update or delete rows."
-                ),
-            ));
         }
     };
     let f = Arc::clone(frames);
@@ -250,21 +177,80 @@ async fn apply_rows(
     let mut counts = IcebergCounts { rows, bytes, ..IcebergCounts::default() };
     // The insert, update and delete partitions of one table are cut separately, so their WAL
     // ranges overlap: each operation keeps its own position (inserts keep the stream's key).
-    let stream_key = format!("{}.{}", target.stream_key, if op == RowOp::Update { "update" } else { "delete" });
+    let stream_key = match row_op {
+        None => target.stream_key.clone(),
+        Some(RowOp::Update) => format!("{}.update", target.stream_key),
+        Some(RowOp::Delete) => format!("{}.delete", target.stream_key),
+    };
     let held = target.catalog.committed_position(db, table, &stream_key).await.map_err(retryable)?;
-    // Committed before a crash: the table has these changes already.
+    // Committed before a crash: the table has these rows already.
     if held.is_some_and(|p| p >= last) || batches.is_empty() {
         return Ok((failed, counts));
     }
     let started = std::time::Instant::now();
-    match target.catalog.apply_row_changes(db, table, op, &keys, batches, &stream_key, first, last).await {
-        Ok(_) => {
+    let written = match row_op {
+        None => target.catalog.append(db, table, batches, &stream_key, first, last).await.map(drop),
+        Some(op) => {
+            target.catalog.apply_row_changes(db, table, op, &keys, batches, &stream_key, first, last).await.map(drop)
+        }
+    };
+    match written {
+        Ok(()) => {
             counts.committed = true;
             counts.commit_ms = started.elapsed().as_secs_f64() * 1000.0;
             Ok((failed, counts))
         }
-        Err(e) if e.is_retryable() => Err(retryable(e)),
-        Err(e) => Ok(fail_all(e.firehose_code(), e.to_string())),
+        Err(e) => give_up(e),
+    }
+}
+
+/// The table inserts go to, created from the records (`TableCreationConfiguration`) and given the
+/// columns they bring (`SchemaEvolutionConfiguration`) when the stream may. The inference is
+/// deterministic, so a replay after a crash adds nothing the first attempt did not.
+async fn table_for_inserts(
+    frames: &Arc<Vec<u8>>,
+    target: &IcebergTarget,
+    db: &str,
+    table: &str,
+) -> Result<spillway_destination::iceberg::TableInfo, IcebergError> {
+    if !target.schema_evolution && !target.table_creation {
+        return target.catalog.table_info(db, table).await;
+    }
+    let f = Arc::clone(frames);
+    let inference = super::blocking(move || {
+        let mut inference = SchemaInference::new();
+        for fr in crate::partition::frames(&f) {
+            inference.observe(fr.data);
+        }
+        inference
+    })
+    .await;
+    let info = match target.catalog.table_info(db, table).await {
+        Err(IcebergError::NoSuchTable { .. }) if target.table_creation && !inference.is_empty() => {
+            let key = (db.to_string(), table.to_string());
+            let partition_by = target.partition_identity.get(&key).map(Vec::as_slice).unwrap_or_default();
+            if target.catalog.create_inferred(db, table, &inference, partition_by).await? {
+                tracing::info!(database = db, table, "created the Iceberg table from its records");
+            }
+            target.catalog.table_info(db, table).await?
+        }
+        other => other?,
+    };
+    if !target.schema_evolution {
+        return Ok(info);
+    }
+    match target.catalog.evolve(db, table, &inference).await {
+        Ok(0) => Ok(info),
+        Ok(added) => {
+            tracing::info!(database = db, table, added, "added columns to the Iceberg table");
+            target.catalog.table_info(db, table).await
+        }
+        Err(e) if e.is_retryable() => Err(e),
+        Err(e) => {
+            // The rows still fit the columns the table has; the new fields are left out.
+            tracing::warn!(database = db, table, error = %e, "cannot add columns to the Iceberg table");
+            Ok(info)
+        }
     }
 }
 
