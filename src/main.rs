@@ -11,6 +11,7 @@ mod client;
 mod config;
 mod generate;
 mod inspect;
+mod logs;
 mod send;
 mod serve;
 mod streams;
@@ -46,6 +47,8 @@ enum Command {
     },
     /// Put records from a file or stdin (NDJSON, one record per line) with PutRecordBatch.
     Send(send::SendArgs),
+    /// Error events of streams with CloudWatchLoggingOptions enabled (`<data-dir>/logs`).
+    Logs(logs::LogsArgs),
     /// Generate the seeds' data (IoT sensors, clickstream, telemetry, taxi trips) into a stream.
     Generate(generate::GenerateArgs),
     /// List, describe and flush the delivery streams of a running server.
@@ -101,6 +104,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args),
         Command::Tables { command } => tables::run(command),
         Command::Send(args) => send::run(args),
+        Command::Logs(args) => logs::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Streams { command } => streams::run(command),
         Command::Wal { command: WalCommand::Inspect { data_dir, record_ids } } => inspect::run(&data_dir, record_ids),

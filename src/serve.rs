@@ -99,6 +99,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or(spillway_pipeline::service::DEFAULT_PARTITION_MEMORY_BYTES),
             tables,
             iceberg: Arc::clone(&iceberg),
+            logs_dir: data_dir.join("logs"),
         },
         wal.clone(),
     )?;

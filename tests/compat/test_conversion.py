@@ -381,6 +381,12 @@ def test_bad_records_go_to_format_conversion_failed_and_the_rest_is_delivered(sr
     assert metric(srv, "SucceedConversion_Bytes_total", name) == ok_bytes
     assert metric(srv, "FailedConversion_Records_total", name) == len(failing)
     assert metric(srv, "FailedConversion_Bytes_total", name) == sum(len(b) for b, _, _ in failing)
+    # One Parquet object and one error object, counted as stored.
+    error_keys = [k for k in report["Objects"] if k.startswith("errors/format-conversion-failed/")]
+    assert metric(srv, "DeliveryToS3_ObjectCount_total", name) == 1
+    assert metric(srv, "DeliveryToS3_StoredBytes_total", name) == files[parquet[0]].stat().st_size
+    assert metric(srv, "DeliveryToS3_ErrorOutputObjects_total", name) == len(error_keys) == 1
+    assert metric(srv, "DeliveryToS3_ErrorOutputBytes_total", name) == sum(files[k].stat().st_size for k in error_keys)
 
 
 def test_a_batch_of_only_bad_records_writes_no_file(srv):

@@ -650,6 +650,9 @@ def test_backup_enabled_writes_the_source_records_to_the_backup_bucket(server, f
     assert metric(server, "BackupToS3_Records_total", name) == 3
     assert metric(server, "BackupToS3_ObjectCount_total", name) == 1
     assert metric(server, "BackupToS3_Bytes_total", name) == 6
+    # StoredBytes counts the objects as stored (compressed), Bytes the records.
+    assert metric(server, "DeliveryToS3_StoredBytes_total", name) == len(mbody)
+    assert metric(server, "BackupToS3_StoredBytes_total", name) == len(bbody)
 
 
 def test_backup_to_s3_and_main_to_a_folder(servers, s3_server):
@@ -1007,6 +1010,8 @@ def test_unwritable_key_sends_records_to_the_error_output(server, firehose, erro
     assert "FailureDescription" not in describe(firehose, name)
     assert metric(server, "DeliveryToS3_Records_total", name) == 0
     assert metric(server, "DeliveryToS3_ObjectCount_total", name) == 0
+    assert metric(server, "DeliveryToS3_ErrorOutputObjects_total", name) == 1
+    assert metric(server, "DeliveryToS3_ErrorOutputBytes_total", name) == len(body)
     # The stream keeps going: the next records meet the same fate, nothing is stuck.
     firehose.put_record(DeliveryStreamName=name, Record={"Data": b"again"})
     assert flush(server, name)["Records"] == 1

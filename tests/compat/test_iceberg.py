@@ -146,6 +146,11 @@ def test_seed000_readings_land_in_the_table_and_answer_the_seed_queries(data):
         m = server.metrics()
         assert f'DeliveryToIceberg_SuccessfulRowCount_total{{delivery_stream="iot"}} {len(readings)}' in m
         assert f'DeliveryToIceberg_FailedRowCount_total{{delivery_stream="iot"}} {len(bad)}' in m
+        # The data files the commits wrote, as the table lists them.
+        data_files = table.inspect.files().to_pylist()
+        assert f'DeliveryToIceberg_DataFiles_total{{delivery_stream="iot"}} {len(data_files)}' in m, m
+        total = sum(f["file_size_in_bytes"] for f in data_files)
+        assert f'DeliveryToIceberg_DataFileBytes_total{{delivery_stream="iot"}} {total}' in m, m
     finally:
         server.kill()
 

@@ -57,6 +57,8 @@ pub trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<PutOutcome, ApiError>> + Send + 'a;
     /// Prometheus text exposition of every metric.
     fn metrics(&self) -> String;
+    /// `GET /_spillway/dashboard[?stream=NAME]`: the dashboard's data (see [`DASHBOARD_HTML`]).
+    fn dashboard(&self, stream: Option<&str>) -> Value;
     /// `GET /_spillway/status`: server and WAL state as JSON.
     fn status(&self) -> Value;
     /// `POST /_spillway/streams/{name}/flush`: deliver every buffer of a stream now; answers when the
@@ -82,6 +84,9 @@ pub fn router<B: Backend>(backend: Arc<B>, config: ApiConfig) -> Router {
     Router::new()
         .route("/", post(firehose::<B>))
         .route("/metrics", get(metrics::<B>))
+        .route("/dashboard", get(dashboard_page))
+        .route("/dashboard/", get(dashboard_page))
+        .route("/_spillway/dashboard", get(dashboard_data::<B>))
         .route("/_spillway/status", get(status::<B>))
         .route("/_spillway/streams/{name}/flush", post(flush::<B>))
         .with_state(state)
@@ -96,6 +101,40 @@ pub async fn serve<B: Backend>(
 ) -> std::io::Result<()> {
     let app = router(backend, config);
     axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+}
+
+/// The operator's dashboard (`GET /dashboard`): one self-contained page, no external assets. It
+/// polls `GET /_spillway/dashboard?stream=NAME`, whose JSON is:
+/// `{"server": {version, region, account_id, uptime_secs, now_ms, sample_interval_ms},
+///   "selected": NAME|null,
+///   "streams": [{name, status, type, destination, metric_prefix, failure, summary: [[label, value]],
+///                description (DescribeDeliveryStream's), totals: {METRIC: number}}],
+///   "series": {"t": [ms...], METRIC: [number...]} | null}`
+/// with the metrics of `spillway_pipeline::metrics::DASHBOARD_SERIES` (cumulative, except
+/// `DataFreshness`).
+pub const DASHBOARD_HTML: &str = include_str!("dashboard.html");
+
+async fn dashboard_page() -> Response {
+    let mut resp = Response::new(Body::from(DASHBOARD_HTML));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+async fn dashboard_data<B: Backend>(State(state): State<Arc<AppState<B>>>, uri: Uri) -> Response {
+    let stream = uri.query().and_then(|q| {
+        q.split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == "stream")
+            .map(|(_, v)| percent_encoding::percent_decode_str(v).decode_utf8_lossy().replace('+', " "))
+    });
+    let body = state.backend.dashboard(stream.as_deref()).to_string();
+    let mut resp = Response::new(Body::from(body));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 fn request_id() -> HeaderValue {

@@ -5,7 +5,9 @@
 //! (spillway-format) or destinations' wire protocols (spillway-destination) directly.
 
 pub mod conversion;
+pub mod dashboard;
 mod fsutil;
+pub mod logs;
 pub mod metrics;
 pub mod partition;
 pub mod processing;

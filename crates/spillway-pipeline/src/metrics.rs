@@ -39,6 +39,9 @@ pub struct DeliveryFamilies {
     put_requests: Family<StreamLabel, Counter>,
     success: Family<StreamLabel, Counter>,
     failures: Family<StreamLabel, Counter>,
+    stored_bytes: Family<StreamLabel, Counter>,
+    error_output_objects: Family<StreamLabel, Counter>,
+    error_output_bytes: Family<StreamLabel, Counter>,
     data_freshness: Family<StreamLabel, Gauge<f64, AtomicU64>>,
 }
 
@@ -57,6 +60,12 @@ pub struct DeliveryMetrics {
     pub success: Counter,
     /// Failed PUT attempts.
     pub failures: Counter,
+    /// spillway's own: bytes of the objects written, as stored (compressed, converted).
+    pub stored_bytes: Counter,
+    /// spillway's own: error-output objects written (`processing-failed`, `format-conversion-failed`,
+    /// ...), and their bytes as stored.
+    pub error_output_objects: Counter,
+    pub error_output_bytes: Counter,
     /// `.DataFreshness`: age in seconds of the oldest record not yet delivered.
     pub data_freshness: Gauge<f64, AtomicU64>,
 }
@@ -74,13 +83,27 @@ impl DeliveryFamilies {
         let put_requests = counter("PutRequests", "PUT calls, retries included");
         let success = counter("Success", "Successful PUT calls");
         let failures = counter("Failures", "Failed PUT calls");
+        let stored_bytes = counter("StoredBytes", "Bytes of the objects written, as stored");
+        let error_output_objects = counter("ErrorOutputObjects", "Error-output objects written");
+        let error_output_bytes = counter("ErrorOutputBytes", "Bytes of the error-output objects written");
         let data_freshness = Family::<StreamLabel, Gauge<f64, AtomicU64>>::default();
         registry.register(
             format!("{name}_DataFreshness"),
             "Age in seconds of the oldest record not yet delivered",
             data_freshness.clone(),
         );
-        Self { bytes, records, object_count, put_requests, success, failures, data_freshness }
+        Self {
+            bytes,
+            records,
+            object_count,
+            put_requests,
+            success,
+            failures,
+            stored_bytes,
+            error_output_objects,
+            error_output_bytes,
+            data_freshness,
+        }
     }
 
     fn stream(&self, l: &StreamLabel) -> DeliveryMetrics {
@@ -91,12 +114,25 @@ impl DeliveryFamilies {
             put_requests: self.put_requests.get_or_create(l).clone(),
             success: self.success.get_or_create(l).clone(),
             failures: self.failures.get_or_create(l).clone(),
+            stored_bytes: self.stored_bytes.get_or_create(l).clone(),
+            error_output_objects: self.error_output_objects.get_or_create(l).clone(),
+            error_output_bytes: self.error_output_bytes.get_or_create(l).clone(),
             data_freshness: self.data_freshness.get_or_create(l).clone(),
         }
     }
 
     fn remove(&self, l: &StreamLabel) {
-        for f in [&self.bytes, &self.records, &self.object_count, &self.put_requests, &self.success, &self.failures] {
+        for f in [
+            &self.bytes,
+            &self.records,
+            &self.object_count,
+            &self.put_requests,
+            &self.success,
+            &self.failures,
+            &self.stored_bytes,
+            &self.error_output_objects,
+            &self.error_output_bytes,
+        ] {
             f.remove(l);
         }
         self.data_freshness.remove(l);
@@ -106,6 +142,7 @@ impl DeliveryFamilies {
 /// Processing and dynamic-partitioning metric families.
 pub struct ProcessingFamilies {
     execute_duration: Histograms,
+    execute_duration_total: Family<StreamLabel, Counter<f64, AtomicU64>>,
     execute_success: Family<StreamLabel, Gauge<f64, AtomicU64>>,
     invocations: Family<StreamLabel, Counter>,
     invocation_failures: Family<StreamLabel, Counter>,
@@ -119,7 +156,7 @@ pub struct ProcessingFamilies {
     conversion: [Family<StreamLabel, Counter>; 4],
     iceberg_freshness: Family<StreamLabel, Gauge<f64, AtomicU64>>,
     iceberg_commit_duration: Histograms,
-    iceberg: [Family<StreamLabel, Counter>; 4],
+    iceberg: [Family<StreamLabel, Counter>; 6],
 }
 
 /// One stream's processing handles.
@@ -127,6 +164,8 @@ pub struct ProcessingFamilies {
 pub struct ProcessingMetrics {
     /// `ExecuteProcessing.Duration`: milliseconds per Lambda invocation (retries included).
     pub execute_duration: Histogram,
+    /// spillway's own: milliseconds of all invocations (the dashboard's average duration).
+    pub execute_duration_total: Counter<f64, AtomicU64>,
     /// `ExecuteProcessing.Success`: successful invocations / all invocations, since start.
     pub execute_success: Gauge<f64, AtomicU64>,
     pub invocations: Counter,
@@ -156,6 +195,10 @@ pub struct ProcessingMetrics {
     pub iceberg_failed_rows: Counter,
     pub iceberg_bytes: Counter,
     pub iceberg_commits: Counter,
+    /// spillway's own `DeliveryToIceberg.DataFiles` / `.DataFileBytes`: data files written by
+    /// commits, and their bytes.
+    pub iceberg_data_files: Counter,
+    pub iceberg_data_file_bytes: Counter,
     /// `DeliveryToIceberg.DataFreshness`: age in seconds of the oldest record not yet committed
     /// to its table (or sent to the error output).
     pub iceberg_data_freshness: Gauge<f64, AtomicU64>,
@@ -166,7 +209,9 @@ pub struct ProcessingMetrics {
 impl ProcessingMetrics {
     /// Records one invocation.
     pub fn invocation(&self, duration: Duration, success: bool) {
-        self.execute_duration.observe(duration.as_secs_f64() * 1000.0);
+        let ms = duration.as_secs_f64() * 1000.0;
+        self.execute_duration.observe(ms);
+        self.execute_duration_total.inc_by(ms);
         self.invocations.inc();
         if !success {
             self.invocation_failures.inc();
@@ -183,6 +228,12 @@ impl ProcessingFamilies {
             "ExecuteProcessing_Duration",
             "Milliseconds per Lambda invocation, retries included",
             execute_duration.clone(),
+        );
+        let execute_duration_total = Family::<StreamLabel, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "ExecuteProcessing_DurationTotal",
+            "Milliseconds of all Lambda invocations, retries included",
+            execute_duration_total.clone(),
         );
         let execute_success = Family::<StreamLabel, Gauge<f64, AtomicU64>>::default();
         registry.register(
@@ -228,6 +279,8 @@ impl ProcessingFamilies {
             counter("DeliveryToIceberg_FailedRowCount", "Rows sent to the iceberg-failed error output"),
             counter("DeliveryToIceberg_Bytes", "Bytes of the records committed to Iceberg tables"),
             counter("DeliveryToIceberg_Success", "Iceberg commits"),
+            counter("DeliveryToIceberg_DataFiles", "Data files written by Iceberg commits"),
+            counter("DeliveryToIceberg_DataFileBytes", "Bytes of the data files written by Iceberg commits"),
         ];
         let iceberg_freshness = Family::<StreamLabel, Gauge<f64, AtomicU64>>::default();
         registry.register(
@@ -243,6 +296,7 @@ impl ProcessingFamilies {
         );
         Self {
             execute_duration,
+            execute_duration_total,
             execute_success,
             invocations,
             invocation_failures,
@@ -263,6 +317,7 @@ impl ProcessingFamilies {
     fn stream(&self, l: &StreamLabel) -> ProcessingMetrics {
         ProcessingMetrics {
             execute_duration: self.execute_duration.get_or_create(l).clone(),
+            execute_duration_total: self.execute_duration_total.get_or_create(l).clone(),
             execute_success: self.execute_success.get_or_create(l).clone(),
             invocations: self.invocations.get_or_create(l).clone(),
             invocation_failures: self.invocation_failures.get_or_create(l).clone(),
@@ -281,6 +336,8 @@ impl ProcessingFamilies {
             iceberg_failed_rows: self.iceberg[1].get_or_create(l).clone(),
             iceberg_bytes: self.iceberg[2].get_or_create(l).clone(),
             iceberg_commits: self.iceberg[3].get_or_create(l).clone(),
+            iceberg_data_files: self.iceberg[4].get_or_create(l).clone(),
+            iceberg_data_file_bytes: self.iceberg[5].get_or_create(l).clone(),
             iceberg_data_freshness: self.iceberg_freshness.get_or_create(l).clone(),
             iceberg_commit_duration: self.iceberg_commit_duration.get_or_create(l).clone(),
         }
@@ -288,6 +345,7 @@ impl ProcessingFamilies {
 
     fn remove(&self, l: &StreamLabel) {
         self.execute_duration.remove(l);
+        self.execute_duration_total.remove(l);
         self.execute_success.remove(l);
         for f in [&self.invocations, &self.invocation_failures, &self.succeed_records, &self.succeed_bytes] {
             f.remove(l);
@@ -304,6 +362,31 @@ impl ProcessingFamilies {
         self.iceberg_commit_duration.remove(l);
     }
 }
+
+/// The dashboard's series of a stream (all cumulative but `DataFreshness`), built from the metrics
+/// above: delivery sums the S3 and Iceberg families, `FailedRecords` every error-output cause.
+pub const DASHBOARD_SERIES: [&str; 17] = [
+    "IncomingRecords",
+    "IncomingBytes",
+    "ThrottledRecords",
+    "DeliveredRecords",
+    "DeliveredBytes",
+    "DeliverySuccess",
+    "DeliveryFailures",
+    "FailedRecords",
+    "DataFreshness",
+    "ProcessingInvocations",
+    "ProcessingErrors",
+    "ProcessingDurationSum",
+    "ProcessingDurationCount",
+    "StoredObjects",
+    "StoredBytes",
+    "ErrorObjects",
+    "ErrorBytes",
+];
+
+/// Values in the order of [`DASHBOARD_SERIES`].
+pub type DashboardValues = [f64; DASHBOARD_SERIES.len()];
 
 /// All metric families.
 pub struct Metrics {
@@ -463,6 +546,35 @@ impl Metrics {
         }
         self.put_record_latency.remove(&l);
         self.put_record_batch_latency.remove(&l);
+    }
+
+    /// The dashboard's values of one stream, in the order of [`DASHBOARD_SERIES`] (without creating
+    /// series of a stream that has none).
+    pub fn dashboard_values(&self, name: &str) -> DashboardValues {
+        let l = StreamLabel { delivery_stream: name.to_string() };
+        let c = |f: &Family<StreamLabel, Counter>| f.get(&l).map_or(0.0, |c| c.get() as f64);
+        let g = |f: &Family<StreamLabel, Gauge<f64, AtomicU64>>| f.get(&l).map_or(0.0, |g| g.get());
+        let (s3, p) = (&self.delivery_to_s3, &self.processing);
+        let duration = p.execute_duration_total.get(&l).map_or(0.0, |c| c.get());
+        [
+            c(&self.incoming_records),
+            c(&self.incoming_bytes),
+            c(&self.throttled_records),
+            c(&s3.records) + c(&p.iceberg[0]),
+            c(&s3.bytes) + c(&p.iceberg[2]),
+            c(&s3.success) + c(&p.iceberg[3]),
+            c(&s3.failures),
+            c(&p.failed_records) + c(&p.conversion[2]) + c(&p.iceberg[1]),
+            g(&s3.data_freshness).max(g(&p.iceberg_freshness)),
+            c(&p.invocations),
+            c(&p.invocation_failures),
+            duration,
+            c(&p.invocations),
+            c(&s3.object_count) + c(&p.iceberg[4]),
+            c(&s3.stored_bytes) + c(&p.iceberg[5]),
+            c(&s3.error_output_objects),
+            c(&s3.error_output_bytes),
+        ]
     }
 
     /// OpenMetrics text.

@@ -9,6 +9,8 @@
 //!   (they fsync); the put path takes only read locks.
 
 use crate::conversion::ConversionPlan;
+use crate::dashboard::History;
+use crate::logs::{ErrorLogs, StreamLog, StreamLogging};
 use crate::metrics::{Metrics, StreamMetrics};
 use crate::processing::ProcessingPlan;
 use crate::processors::functions::FunctionRegistry;
@@ -68,6 +70,8 @@ pub struct ServiceConfig {
     pub tables: Arc<TableRegistry>,
     /// The catalogs of Iceberg streams: the embedded one in the data dir, REST ones by name.
     pub iceberg: Arc<spillway_destination::iceberg::catalogs::Catalogs>,
+    /// `<data-dir>/logs`: error events of streams with `CloudWatchLoggingOptions` enabled.
+    pub logs_dir: PathBuf,
 }
 
 /// Firehose's default active-partition limit per stream (reference §12).
@@ -90,6 +94,8 @@ struct Inner {
     metrics: Metrics,
     streams: RwLock<BTreeMap<String, Arc<Stream>>>,
     started: Instant,
+    logs: Arc<ErrorLogs>,
+    history: History,
 }
 
 /// The backend behind the API. Cheap to clone.
@@ -182,8 +188,11 @@ impl Service {
             }
         }
         let state_store = StateStore::new(&config.delivery_dir)?;
+        let logs = Arc::new(ErrorLogs::new(&config.logs_dir, true));
         Ok(Self {
             inner: Arc::new(Inner {
+                logs,
+                history: History::default(),
                 state_store,
                 supervisors: Mutex::new(HashMap::new()),
                 config,
@@ -211,6 +220,7 @@ impl Service {
             active_partitions_limit: self.inner.config.active_partitions_limit,
             partition_memory_bytes: self.inner.config.partition_memory_bytes,
             iceberg: Arc::clone(&self.inner.config.iceberg),
+            logs: Arc::clone(&self.inner.logs),
         }
     }
 
@@ -286,6 +296,12 @@ impl Service {
             processing: processing.map(Arc::new),
             conversion: conversion.map(Arc::new),
             iceberg: iceberg.map(Arc::new),
+            log: Arc::new(StreamLog {
+                name: record.name.clone(),
+                arn: self.ctx().arn(&record.name),
+                version_id: record.version_id,
+                logging: StreamLogging::from_destination(&record.destination, &record.name),
+            }),
         })
     }
 
@@ -298,12 +314,74 @@ impl Service {
         self.inner.supervisors.lock().insert(record.name.clone(), handle);
     }
 
-    /// Starts the supervisors of every ACTIVE stream (call once, inside the runtime).
+    /// Starts the supervisors of every ACTIVE stream, and the dashboard's sampling (call once,
+    /// inside the runtime).
     pub fn start_delivery(&self) {
         let records: Vec<StreamRecord> = self.inner.streams.read().values().map(|s| s.record.read().clone()).collect();
         for r in &records {
             self.start_supervisor(r);
         }
+        let inner = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::dashboard::SAMPLE_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = inner.upgrade() else { return };
+                let names: Vec<String> = inner.streams.read().keys().cloned().collect();
+                inner.history.sample(names.iter().map(String::as_str), &inner.metrics, now_millis());
+            }
+        });
+    }
+
+    /// `GET /_spillway/dashboard`: every stream with its configuration and current totals, and the
+    /// series of the selected one (`selected` if it exists, else the first by name).
+    pub fn dashboard(&self, selected: Option<&str>) -> Value {
+        let records: Vec<StreamRecord> = self.inner.streams.read().values().map(|s| s.record.read().clone()).collect();
+        let selected = selected
+            .filter(|s| records.iter().any(|r| r.name == *s))
+            .or_else(|| records.first().map(|r| r.name.as_str()))
+            .map(str::to_string);
+        let now = now_millis();
+        let mut streams = Vec::with_capacity(records.len());
+        let mut series = Value::Null;
+        for r in &records {
+            let described =
+                self.control_blocking(Operation::DescribeDeliveryStream, &json!({"DeliveryStreamName": r.name}));
+            let Ok(mut described) = described else { continue };
+            let description = described["DeliveryStreamDescription"].take();
+            let values = self.inner.metrics.dashboard_values(&r.name);
+            if selected.as_deref() == Some(r.name.as_str()) {
+                series = self.inner.history.series(&r.name, &values, now);
+            }
+            let kind = r.kind();
+            let summary: Vec<[String; 2]> =
+                crate::dashboard::summary(&description).into_iter().map(|(k, v)| [k, v]).collect();
+            streams.push(json!({
+                "name": r.name,
+                "status": description["DeliveryStreamStatus"],
+                "type": r.stream_type,
+                "destination": kind.label,
+                "metric_prefix": if kind.create == ICEBERG_KIND { "DeliveryToIceberg" } else { "DeliveryToS3" },
+                "failure": description.pointer("/FailureDescription/Details"),
+                "summary": summary,
+                "description": description,
+                "totals": crate::dashboard::totals(&values),
+            }));
+        }
+        json!({
+            "server": {
+                "version": env!("CARGO_PKG_VERSION"),
+                "region": self.inner.config.region,
+                "account_id": self.inner.config.account_id,
+                "uptime_secs": self.inner.started.elapsed().as_secs_f64(),
+                "now_ms": now,
+                "sample_interval_ms": crate::dashboard::SAMPLE_INTERVAL.as_millis() as u64,
+            },
+            "selected": selected,
+            "streams": streams,
+            "series": series,
+        })
     }
 
     /// Graceful shutdown: every supervisor delivers what it buffers until `deadline`; the rest stays
@@ -568,6 +646,10 @@ impl Backend for Service {
 
     fn metrics(&self) -> String {
         self.inner.metrics.render()
+    }
+
+    fn dashboard(&self, stream: Option<&str>) -> Value {
+        Service::dashboard(self, stream)
     }
 
     async fn flush(&self, stream: String) -> Result<Value, ApiError> {

@@ -39,6 +39,7 @@
 mod iceberg;
 
 use crate::conversion::{ConversionPlan, FORMAT_CONVERSION_FAILED};
+use crate::logs::{ErrorEvent, ErrorLogs, StreamLog, StreamLogger};
 use crate::metrics::{DeliveryMetrics, ProcessingMetrics};
 use crate::partition::{PartitionBuffer, Taken, append_spill, frames};
 use crate::processing::{ACTIVE_PARTITIONS_LIMIT_EXCEEDED, FailedRecord, ProcessingPlan, Processor};
@@ -92,6 +93,8 @@ pub struct StreamPlan {
     /// Iceberg destinations: the tables and catalog (`s3` is then the `S3Configuration` of error
     /// records and backups, with the Iceberg buffering hints and retry options).
     pub iceberg: Option<Arc<spillway_model::iceberg::IcebergPlan>>,
+    /// `CloudWatchLoggingOptions`, with what the events say about the stream.
+    pub log: Arc<StreamLog>,
 }
 
 impl StreamPlan {
@@ -154,6 +157,8 @@ pub struct Resources {
     pub partition_memory_bytes: usize,
     /// The catalogs of Iceberg streams.
     pub iceberg: Arc<spillway_destination::iceberg::catalogs::Catalogs>,
+    /// Error logs of `CloudWatchLoggingOptions` (`<data-dir>/logs`).
+    pub logs: Arc<ErrorLogs>,
 }
 
 /// Starts the supervisor of a stream.
@@ -747,6 +752,17 @@ impl Supervisor {
                         e
                     );
                     tracing::warn!(stream = %self.plan.name, key = %intent.key, code = e.firehose_code(), error = %e, attempts, "object write failed");
+                    self.logger().error(
+                        lane_name != "main",
+                        &ErrorEvent {
+                            error_code: e.firehose_code(),
+                            message: &e.to_string(),
+                            destination: &intent.bucket_arn,
+                            record_count: Some(records),
+                            attempts_made: Some(attempts),
+                            ..ErrorEvent::default()
+                        },
+                    );
                     self.set_failure(Some(detail));
                     if !e.is_retryable() && intent.error.is_none() {
                         // The destination will never take these records under this key: send them to
@@ -769,10 +785,15 @@ impl Supervisor {
         }
         // Stored.
         metrics.success.inc();
+        let stored = encoded.as_ref().and_then(|b| b.as_ref().ok()).map_or(0, |b| b.len() as u64);
         if intent.error.is_none() {
             metrics.object_count.inc();
             metrics.records.inc_by(records);
             metrics.bytes.inc_by(bytes as u64);
+            metrics.stored_bytes.inc_by(stored);
+        } else {
+            metrics.error_output_objects.inc();
+            metrics.error_output_bytes.inc_by(stored);
         }
         self.set_failure(None);
         let lane = &mut self.lanes[i];
@@ -1013,6 +1034,9 @@ struct Job {
     iceberg: Option<iceberg::IcebergCounts>,
     records: u64,
     bytes: usize,
+    /// Once stored: the bytes of the object and of the error object, as written.
+    stored_len: u64,
+    errors_len: u64,
     oldest_ms: i64,
     attempts: u32,
     failing_since: Option<Instant>,
@@ -1040,12 +1064,15 @@ struct JobContext {
     processed: bool,
     /// Iceberg streams: the catalog the `ice:` partitions are committed to.
     iceberg: Option<iceberg::IcebergTarget>,
+    log: StreamLogger,
 }
 
 async fn attempt_owned(i: usize, mut job: Job, ctx: JobContext) -> (usize, Job, Result<(), ObjectError>) {
     let result = attempt_job(&mut job, ctx).await;
     if result.is_ok() {
         // Stored: the records are no longer needed (a batch can hold thousands of objects).
+        job.stored_len = job.body.as_ref().and_then(|b| b.as_ref().ok()).map_or(0, |b| b.len() as u64);
+        job.errors_len = job.errors_body.as_ref().map_or(0, |b| b.len() as u64);
         job.frames = None;
         job.body = None;
         job.errors_body = None;
@@ -1081,6 +1108,19 @@ fn encode_job(intent: &Intent, id: &str, frames: &[u8], ctx: &JobContext) -> Enc
         failed: out.failed.len() as u64,
         failed_bytes: out.failed_bytes,
     };
+    if let Some((_, first)) = out.failed.first() {
+        ctx.log.error(
+            false,
+            &ErrorEvent {
+                error_code: first.code,
+                message: &first.message,
+                destination: &intent.bucket_arn,
+                record_count: Some(counts.failed),
+                attempts_made: Some(1),
+                ..ErrorEvent::default()
+            },
+        );
+    }
     let errors = (!out.failed.is_empty()).then(|| {
         let ending = now_ms();
         render_failed(frames, &out.failed, ctx, (intent.first, intent.last), |text, e, arrival_ms, raw| {
@@ -1175,6 +1215,10 @@ async fn attempt_job(job: &mut Job, ctx: JobContext) -> Result<(), ObjectError> 
 }
 
 impl Supervisor {
+    fn logger(&self) -> StreamLogger {
+        StreamLogger { logs: Arc::clone(&self.res.logs), stream: Arc::clone(&self.plan.log) }
+    }
+
     fn build_processor(&self) -> Processor {
         let plan = self.plan.processing.clone();
         let lambda = plan.as_ref().and_then(|p| p.lambda.as_ref()).map(|cfg| {
@@ -1250,8 +1294,54 @@ impl Supervisor {
         }
         pm.succeed_records.inc_by(out.stats.succeed_records);
         pm.succeed_bytes.inc_by(out.stats.succeed_bytes);
+        self.log_failed_records(&out.failed);
         self.place(out, processor.append_delimiter());
         self.spill_if_needed().await;
+    }
+
+    /// One error event per error code of the records processing failed (Firehose logs Lambda
+    /// errors to the destination's log stream).
+    fn log_failed_records(&self, failed: &[FailedRecord]) {
+        if failed.is_empty() || !self.plan.log.logging.is_enabled() {
+            return;
+        }
+        let mut by_code: Vec<(&FailedRecord, u64)> = Vec::new();
+        for f in failed {
+            match by_code.iter_mut().find(|(g, _)| g.code == f.code) {
+                Some((_, n)) => *n += 1,
+                None => by_code.push((f, 1)),
+            }
+        }
+        let destination = self.main_destination();
+        for (f, n) in by_code {
+            self.logger().error(
+                false,
+                &ErrorEvent {
+                    error_code: &f.code,
+                    message: &f.message,
+                    destination: &destination,
+                    processor: f.lambda_arn.as_deref(),
+                    record_count: Some(n),
+                    attempts_made: Some(f.attempts),
+                },
+            );
+        }
+    }
+
+    /// What the destination lane writes to: the table's catalog for Iceberg streams, else the bucket.
+    fn main_destination(&self) -> String {
+        match &self.plan.iceberg {
+            Some(ice) => ice.catalog.arn.clone(),
+            None => self.plan.s3.main.bucket_arn.clone(),
+        }
+    }
+
+    /// The destination of a job, for its error events.
+    fn destination_of<'a>(&'a self, job: &'a Job) -> &'a str {
+        match &self.plan.iceberg {
+            Some(ice) if job.id.starts_with(iceberg::ICE_PARTITION) && job.intent.error.is_none() => &ice.catalog.arn,
+            _ => &job.intent.bucket_arn,
+        }
     }
 
     /// Puts processed records into their partitions, and failed ones into the error partitions.
@@ -1407,6 +1497,8 @@ impl Supervisor {
                 bytes,
                 oldest_ms,
                 attempts: 0,
+                stored_len: 0,
+                errors_len: 0,
                 failing_since: None,
             });
         }
@@ -1465,6 +1557,8 @@ impl Supervisor {
                 converted: None,
                 iceberg: None,
                 attempts: 0,
+                stored_len: 0,
+                errors_len: 0,
                 failing_since: None,
             });
         }
@@ -1527,6 +1621,7 @@ impl Supervisor {
                 conversion: self.plan.conversion.clone(),
                 processed: self.plan.processing.is_some(),
                 iceberg: self.iceberg_target.clone(),
+                log: self.logger(),
             };
             // Owned jobs on tasks: PARALLEL_PUTS in flight, results in the jobs' order.
             let mut results = Vec::with_capacity(jobs.len());
@@ -1560,6 +1655,17 @@ impl Supervisor {
                         self.metrics.0.failures.inc();
                         let since = *job.failing_since.get_or_insert_with(Instant::now);
                         tracing::warn!(stream = %self.plan.name, key = %job.intent.key, code = e.firehose_code(), error = %e, attempts = job.attempts, "object write failed");
+                        ctx.log.error(
+                            false,
+                            &ErrorEvent {
+                                error_code: e.firehose_code(),
+                                message: &e.to_string(),
+                                destination: self.destination_of(job),
+                                record_count: Some(job.records),
+                                attempts_made: Some(job.attempts),
+                                ..ErrorEvent::default()
+                            },
+                        );
                         let expired = retry_window.is_some_and(|w| since.elapsed() >= w);
                         let convertible = job.intent.error.is_none() && !job.id.starts_with(ERROR_PARTITION);
                         if (!e.is_retryable() || expired) && convertible {
@@ -1615,6 +1721,8 @@ impl Supervisor {
                     if c.committed {
                         pm.iceberg_commits.inc();
                         pm.iceberg_commit_duration.observe(c.commit_ms);
+                        pm.iceberg_data_files.inc_by(c.data_files);
+                        pm.iceberg_data_file_bytes.inc_by(c.data_file_bytes);
                     }
                     if job.errors_stored
                         && let Some(k) = &job.intent.errors_key
@@ -1626,10 +1734,20 @@ impl Supervisor {
                 if wrote_main {
                     keys.push(job.intent.key.clone());
                 }
-                if job.intent.error.is_none() && !job.id.starts_with(ERROR_PARTITION) && wrote_main {
-                    self.metrics.0.object_count.inc();
-                    self.metrics.0.records.inc_by(records);
-                    self.metrics.0.bytes.inc_by(job.bytes as u64);
+                let m = &self.metrics.0;
+                let error_object = job.intent.error.is_some() || job.id.starts_with(ERROR_PARTITION);
+                if !error_object && wrote_main {
+                    m.object_count.inc();
+                    m.records.inc_by(records);
+                    m.bytes.inc_by(job.bytes as u64);
+                    m.stored_bytes.inc_by(job.stored_len);
+                } else if error_object && wrote_main {
+                    m.error_output_objects.inc();
+                    m.error_output_bytes.inc_by(job.stored_len);
+                }
+                if job.errors_stored && job.errors_len > 0 {
+                    m.error_output_objects.inc();
+                    m.error_output_bytes.inc_by(job.errors_len);
                 }
                 self.state
                     .partitions

@@ -83,6 +83,7 @@ impl TestServer {
                     HashMap::new(),
                     Default::default(),
                 )),
+                logs_dir: data_dir.join("logs"),
             },
             wal.clone(),
         )

@@ -89,6 +89,9 @@ pub struct RowChangeResult {
     pub rows_deleted: u64,
     /// Data files rewritten (removed from the table, their other rows written again).
     pub files_rewritten: usize,
+    /// Data files the change wrote, and their bytes.
+    pub files_written: usize,
+    pub bytes_written: u64,
 }
 
 impl IcebergCatalog {
@@ -205,7 +208,13 @@ impl IcebergCatalog {
             return match job.op {
                 RowOp::Update => {
                     let r = self.append(database, name, new_rows, job.stream_key, job.wal_first, job.wal_last).await?;
-                    Ok(RowChangeResult { snapshot_id: r.snapshot_id, rows_added, ..RowChangeResult::default() })
+                    Ok(RowChangeResult {
+                        snapshot_id: r.snapshot_id,
+                        rows_added,
+                        files_written: r.data_files,
+                        bytes_written: r.bytes,
+                        ..RowChangeResult::default()
+                    })
                 }
                 RowOp::Delete => self.record_position(t, job).await,
             };
@@ -292,6 +301,8 @@ impl IcebergCatalog {
             rows_added,
             rows_deleted,
             files_rewritten: removed_files.len(),
+            files_written: added.len(),
+            bytes_written: added.iter().map(|f| f.file_size_in_bytes()).sum(),
         };
         self.commit_change(t, job, requirements, updates, snapshot_id, parent_id, written).await.map(|()| result)
     }

@@ -73,6 +73,9 @@ pub(super) struct IcebergCounts {
     pub committed: bool,
     /// Milliseconds the append took (data files written and the snapshot committed).
     pub commit_ms: f64,
+    /// Data files the commit wrote, and their bytes.
+    pub data_files: u64,
+    pub data_file_bytes: u64,
 }
 
 /// Records that failed, by frame position: (code, message).
@@ -103,6 +106,20 @@ pub(super) async fn attempt(job: &mut Job, target: &IcebergTarget, ctx: &JobCont
         return Err(ObjectError::Config { message: format!("not an Iceberg partition: {}", job.id) });
     };
     let (failures, counts) = insert(&frames, target, destination, (job.intent.first, job.intent.last)).await?;
+    if let Some((_, (code, message))) = failures.first() {
+        let (db, table, _) = destination;
+        ctx.log.error(
+            false,
+            &crate::logs::ErrorEvent {
+                error_code: code,
+                message,
+                destination: &format!("{db}.{table}"),
+                record_count: Some(failures.len() as u64),
+                attempts_made: Some(1),
+                ..Default::default()
+            },
+        );
+    }
     finish_with(job, ctx, &frames, failures, counts).await
 }
 
@@ -189,14 +206,22 @@ async fn insert(
     }
     let started = std::time::Instant::now();
     let written = match row_op {
-        None => target.catalog.append(db, table, batches, &stream_key, first, last).await.map(drop),
-        Some(op) => {
-            target.catalog.apply_row_changes(db, table, op, &keys, batches, &stream_key, first, last).await.map(drop)
-        }
+        None => target
+            .catalog
+            .append(db, table, batches, &stream_key, first, last)
+            .await
+            .map(|r| (r.data_files as u64, r.bytes)),
+        Some(op) => target
+            .catalog
+            .apply_row_changes(db, table, op, &keys, batches, &stream_key, first, last)
+            .await
+            .map(|r| (r.files_written as u64, r.bytes_written)),
     };
     match written {
-        Ok(()) => {
+        Ok((files, file_bytes)) => {
             counts.committed = true;
+            counts.data_files = files;
+            counts.data_file_bytes = file_bytes;
             counts.commit_ms = started.elapsed().as_secs_f64() * 1000.0;
             Ok((failed, counts))
         }
