@@ -25,6 +25,8 @@
 //!   a negative amount) — see `profiles::taxi_is_spurious`.
 //!
 //! Output is deterministic for a `--seed` (a splitmix64 generator; only timestamps follow the clock).
+//! Records answered with an `ErrorCode` are sent again (only those); a summary line ends the run, and
+//! the exit status is non-zero when records were still refused after the retries, as with `send`.
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -374,6 +376,11 @@ async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
         args.stream,
         counters.failed.load(Ordering::Relaxed),
     );
+    // As `spillway send`: a record that never got in makes the run a failure for scripts.
+    let failed = counters.failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        bail!("{failed} records were not accepted after {RECORD_RETRIES} retries");
+    }
     Ok(())
 }
 
