@@ -167,7 +167,9 @@ fn flush_summary(name: &str, answer: &Value) -> String {
     let objects: Vec<&str> =
         answer["Objects"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     let records = answer["Records"].as_u64().unwrap_or(0);
-    let mut line = format!("flushed {name}: {records} records in {} objects", objects.len());
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let mut line =
+        format!("flushed {name}: {} in {}", plural(records as usize, "record"), plural(objects.len(), "object"));
     if !objects.is_empty() {
         line.push_str(": ");
         line.push_str(&objects.join(", "));
@@ -210,5 +212,6 @@ mod tests {
         let answer = json!({"Objects": ["k1", "k2"], "Records": 7});
         assert_eq!(flush_summary("s", &answer), "flushed s: 7 records in 2 objects: k1, k2");
         assert_eq!(flush_summary("s", &json!({"Objects": [], "Records": 0})), "flushed s: 0 records in 0 objects");
+        assert_eq!(flush_summary("s", &json!({"Objects": ["k"], "Records": 1})), "flushed s: 1 record in 1 object: k");
     }
 }

@@ -49,7 +49,7 @@ def flush_cli(server, stream):
     out = cli("streams", "flush", stream, "--endpoint", server.endpoint)
     assert out.returncode == 0, out.stderr
     line = out.stdout.decode().strip()
-    m = re.match(r"^flushed (\S+): (\d+) records in (\d+) objects", line)
+    m = re.match(r"^flushed (\S+): (\d+) records? in (\d+) objects?", line)
     assert m and m[1] == stream, line
     return int(m[2]), int(m[3])
 

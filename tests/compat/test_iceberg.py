@@ -112,10 +112,16 @@ def test_seed000_readings_land_in_the_table_and_answer_the_seed_queries(data):
         put(client, "iot", [json.dumps(r).encode() for r in readings[:1000]] + bad)
         flush(server, "iot")
         put(client, "iot", [json.dumps(r).encode() for r in readings[1000:]])
-        flush(server, "iot")
+        report = flush(server, "iot")
 
         table = catalog(data).load_table(f"{NAMESPACE}.{TABLE}")
         assert len(table.snapshots()) == 2, "one append commit per flush"
+        # The flush answer names the data files its commit added (and the error object of the first flush is not
+        # in the second's answer).
+        current = table.current_snapshot().snapshot_id
+        added = {e["data_file"]["file_path"] for e in table.inspect.entries().to_pylist() if e["snapshot_id"] == current}
+        assert added and set(report["Objects"]) == added, (report, added)
+        assert report["Records"] == 1000, report
         for snap in table.snapshots():
             assert any(k.startswith("spillway.") and k.endswith(".wal-last") for k in snap.summary.additional_properties)
         rows = table.scan().to_arrow()

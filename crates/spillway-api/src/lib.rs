@@ -108,7 +108,8 @@ pub async fn serve<B: Backend>(
 /// `{"server": {version, region, account_id, uptime_secs, now_ms, sample_interval_ms},
 ///   "selected": NAME|null,
 ///   "streams": [{name, status, type, destination, metric_prefix, failure, summary: [[label, value]],
-///                description (DescribeDeliveryStream's), totals: {METRIC: number}}],
+///                arn, description (DescribeDeliveryStream's, the selected stream's only),
+///                totals: {METRIC: number}}],
 ///   "series": {"t": [ms...], METRIC: [number...]} | null}`
 /// with the metrics of `spillway_pipeline::metrics::DASHBOARD_SERIES` (cumulative, except
 /// `DataFreshness`).

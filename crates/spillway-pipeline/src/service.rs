@@ -351,7 +351,8 @@ impl Service {
             let Ok(mut described) = described else { continue };
             let description = described["DeliveryStreamDescription"].take();
             let values = self.inner.metrics.dashboard_values(&r.name);
-            if selected.as_deref() == Some(r.name.as_str()) {
+            let is_selected = selected.as_deref() == Some(r.name.as_str());
+            if is_selected {
                 series = self.inner.history.series(&r.name, &values, now);
             }
             let kind = r.kind();
@@ -365,7 +366,10 @@ impl Service {
                 "metric_prefix": if kind.create == ICEBERG_KIND { "DeliveryToIceberg" } else { "DeliveryToS3" },
                 "failure": description.pointer("/FailureDescription/Details"),
                 "summary": summary,
-                "description": description,
+                "arn": description["DeliveryStreamARN"],
+                // The whole configuration of the selected stream only: the page polls every few
+                // seconds and shows one stream's.
+                "description": if is_selected { description } else { Value::Null },
                 "totals": crate::dashboard::totals(&values),
             }));
         }

@@ -1713,7 +1713,7 @@ impl Supervisor {
                         keys.push(k.clone());
                     }
                 }
-                if let Some(c) = job.iceberg {
+                if let Some(c) = &job.iceberg {
                     let pm = &self.processing_metrics;
                     pm.iceberg_successful_rows.inc_by(c.rows);
                     pm.iceberg_bytes.inc_by(c.bytes);
@@ -1723,6 +1723,7 @@ impl Supervisor {
                         pm.iceberg_commit_duration.observe(c.commit_ms);
                         pm.iceberg_data_files.inc_by(c.data_files);
                         pm.iceberg_data_file_bytes.inc_by(c.data_file_bytes);
+                        keys.extend(c.data_file_paths.iter().cloned());
                     }
                     if job.errors_stored
                         && let Some(k) = &job.intent.errors_key

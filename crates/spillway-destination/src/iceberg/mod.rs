@@ -267,6 +267,8 @@ pub struct AppendResult {
     pub rows: u64,
     /// Bytes of the data files.
     pub bytes: u64,
+    /// The data files' locations, as the table's manifests name them.
+    pub paths: Vec<String>,
 }
 
 /// The embedded Iceberg catalog (cheap to clone).
@@ -642,6 +644,7 @@ impl IcebergCatalog {
             data_files: files.len(),
             rows: files.iter().map(|f| f.record_count()).sum(),
             bytes: files.iter().map(|f| f.file_size_in_bytes()).sum(),
+            paths: files.iter().map(|f| f.file_path().to_string()).collect(),
         };
         let summary = HashMap::from([
             (summary_key(stream_key, "first"), wal_first.to_string()),

@@ -92,6 +92,8 @@ pub struct RowChangeResult {
     /// Data files the change wrote, and their bytes.
     pub files_written: usize,
     pub bytes_written: u64,
+    /// The written data files' locations.
+    pub paths_written: Vec<String>,
 }
 
 impl IcebergCatalog {
@@ -213,6 +215,7 @@ impl IcebergCatalog {
                         rows_added,
                         files_written: r.data_files,
                         bytes_written: r.bytes,
+                        paths_written: r.paths,
                         ..RowChangeResult::default()
                     })
                 }
@@ -303,6 +306,7 @@ impl IcebergCatalog {
             files_rewritten: removed_files.len(),
             files_written: added.len(),
             bytes_written: added.iter().map(|f| f.file_size_in_bytes()).sum(),
+            paths_written: added.iter().map(|f| f.file_path().to_string()).collect(),
         };
         self.commit_change(t, job, requirements, updates, snapshot_id, parent_id, written).await.map(|()| result)
     }

@@ -65,7 +65,7 @@ fn retryable(e: IcebergError) -> ObjectError {
 }
 
 /// What a job's records became.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct IcebergCounts {
     pub rows: u64,
     pub bytes: u64,
@@ -76,6 +76,8 @@ pub(super) struct IcebergCounts {
     /// Data files the commit wrote, and their bytes.
     pub data_files: u64,
     pub data_file_bytes: u64,
+    /// Their locations (what a flush reports).
+    pub data_file_paths: Vec<String>,
 }
 
 /// Records that failed, by frame position: (code, message).
@@ -210,18 +212,19 @@ async fn insert(
             .catalog
             .append(db, table, batches, &stream_key, first, last)
             .await
-            .map(|r| (r.data_files as u64, r.bytes)),
+            .map(|r| (r.data_files as u64, r.bytes, r.paths)),
         Some(op) => target
             .catalog
             .apply_row_changes(db, table, op, &keys, batches, &stream_key, first, last)
             .await
-            .map(|r| (r.files_written as u64, r.bytes_written)),
+            .map(|r| (r.files_written as u64, r.bytes_written, r.paths_written)),
     };
     match written {
-        Ok((files, file_bytes)) => {
+        Ok((files, file_bytes, paths)) => {
             counts.committed = true;
             counts.data_files = files;
             counts.data_file_bytes = file_bytes;
+            counts.data_file_paths = paths;
             counts.commit_ms = started.elapsed().as_secs_f64() * 1000.0;
             Ok((failed, counts))
         }
