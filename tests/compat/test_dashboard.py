@@ -192,11 +192,11 @@ def test_dashboard_under_load_shows_exact_counters_and_nine_charts(server, fireh
         return all(float(v[m][0]) == totals[m] for m in SHOWN)
 
     eventually(same_as_server, "every current value to equal the server's totals")
-    # The whole configuration comes for the selected stream only; every stream carries its ARN.
+    # Every stream carries its ARN (shown for the selected one) and its configuration as a summary only: the page
+    # polls every few seconds and never needs the whole DescribeDeliveryStream answer.
     by_name = {s["name"]: s for s in dashboard_json(server, "clicks")["streams"]}
-    assert by_name["clicks"]["description"]["DeliveryStreamName"] == "clicks"
-    assert by_name["orders"]["description"] is None
     assert by_name["orders"]["arn"].endswith(":deliverystream/orders"), by_name["orders"]
+    assert all("description" not in s for s in by_name.values()), by_name
     assert by_name["clicks"]["arn"] in browser.find_element(By.ID, "selected-sub").text
 
     # The stream list: both streams, ACTIVE, with their destination and configuration.

@@ -107,8 +107,8 @@ pub async fn serve<B: Backend>(
 /// polls `GET /_spillway/dashboard?stream=NAME`, whose JSON is:
 /// `{"server": {version, region, account_id, uptime_secs, now_ms, sample_interval_ms},
 ///   "selected": NAME|null,
-///   "streams": [{name, status, type, destination, metric_prefix, failure, summary: [[label, value]],
-///                arn, description (DescribeDeliveryStream's, the selected stream's only),
+///   "streams": [{name, status, type, destination, metric_prefix, failure, arn,
+///                summary: [[label, value]] (the configuration, from DescribeDeliveryStream),
 ///                totals: {METRIC: number}}],
 ///   "series": {"t": [ms...], METRIC: [number...]} | null}`
 /// with the metrics of `spillway_pipeline::metrics::DASHBOARD_SERIES` (cumulative, except

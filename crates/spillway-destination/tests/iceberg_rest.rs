@@ -402,7 +402,7 @@ async fn iceberg_catalog_appends_through_the_rest_catalog() {
     )
     .expect("batch");
     let result = catalog.append(&ns_name, "events", vec![rows], "s1", 10, 11).await.expect("append");
-    assert_eq!((result.data_files, result.rows), (1, 2));
+    assert_eq!((result.data_files.len(), result.rows), (1, 2));
     assert!(result.snapshot_id.is_some());
     assert_eq!(catalog.committed_position(&ns_name, "events", "s1").await.expect("position"), Some(11));
 

@@ -351,8 +351,7 @@ impl Service {
             let Ok(mut described) = described else { continue };
             let description = described["DeliveryStreamDescription"].take();
             let values = self.inner.metrics.dashboard_values(&r.name);
-            let is_selected = selected.as_deref() == Some(r.name.as_str());
-            if is_selected {
+            if selected.as_deref() == Some(r.name.as_str()) {
                 series = self.inner.history.series(&r.name, &values, now);
             }
             let kind = r.kind();
@@ -367,9 +366,6 @@ impl Service {
                 "failure": description.pointer("/FailureDescription/Details"),
                 "summary": summary,
                 "arn": description["DeliveryStreamARN"],
-                // The whole configuration of the selected stream only: the page polls every few
-                // seconds and shows one stream's.
-                "description": if is_selected { description } else { Value::Null },
                 "totals": crate::dashboard::totals(&values),
             }));
         }

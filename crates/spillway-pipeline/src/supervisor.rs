@@ -1721,9 +1721,9 @@ impl Supervisor {
                     if c.committed {
                         pm.iceberg_commits.inc();
                         pm.iceberg_commit_duration.observe(c.commit_ms);
-                        pm.iceberg_data_files.inc_by(c.data_files);
+                        pm.iceberg_data_files.inc_by(c.data_files.len() as u64);
                         pm.iceberg_data_file_bytes.inc_by(c.data_file_bytes);
-                        keys.extend(c.data_file_paths.iter().cloned());
+                        keys.extend(c.data_files.iter().cloned());
                     }
                     if job.errors_stored
                         && let Some(k) = &job.intent.errors_key

@@ -263,12 +263,11 @@ pub struct TableInfo {
 pub struct AppendResult {
     /// The new snapshot; None when there was nothing to append.
     pub snapshot_id: Option<i64>,
-    pub data_files: usize,
+    /// The data files' locations, as the table's manifests name them.
+    pub data_files: Vec<String>,
     pub rows: u64,
     /// Bytes of the data files.
     pub bytes: u64,
-    /// The data files' locations, as the table's manifests name them.
-    pub paths: Vec<String>,
 }
 
 /// The embedded Iceberg catalog (cheap to clone).
@@ -641,10 +640,9 @@ impl IcebergCatalog {
         }
         let result = AppendResult {
             snapshot_id: None,
-            data_files: files.len(),
+            data_files: files.iter().map(|f| f.file_path().to_string()).collect(),
             rows: files.iter().map(|f| f.record_count()).sum(),
             bytes: files.iter().map(|f| f.file_size_in_bytes()).sum(),
-            paths: files.iter().map(|f| f.file_path().to_string()).collect(),
         };
         let summary = HashMap::from([
             (summary_key(stream_key, "first"), wal_first.to_string()),

@@ -89,11 +89,9 @@ pub struct RowChangeResult {
     pub rows_deleted: u64,
     /// Data files rewritten (removed from the table, their other rows written again).
     pub files_rewritten: usize,
-    /// Data files the change wrote, and their bytes.
-    pub files_written: usize,
+    /// Data files the change wrote (their locations), and their bytes.
+    pub files_written: Vec<String>,
     pub bytes_written: u64,
-    /// The written data files' locations.
-    pub paths_written: Vec<String>,
 }
 
 impl IcebergCatalog {
@@ -215,7 +213,6 @@ impl IcebergCatalog {
                         rows_added,
                         files_written: r.data_files,
                         bytes_written: r.bytes,
-                        paths_written: r.paths,
                         ..RowChangeResult::default()
                     })
                 }
@@ -304,9 +301,8 @@ impl IcebergCatalog {
             rows_added,
             rows_deleted,
             files_rewritten: removed_files.len(),
-            files_written: added.len(),
+            files_written: added.iter().map(|f| f.file_path().to_string()).collect(),
             bytes_written: added.iter().map(|f| f.file_size_in_bytes()).sum(),
-            paths_written: added.iter().map(|f| f.file_path().to_string()).collect(),
         };
         self.commit_change(t, job, requirements, updates, snapshot_id, parent_id, written).await.map(|()| result)
     }

@@ -73,11 +73,9 @@ pub(super) struct IcebergCounts {
     pub committed: bool,
     /// Milliseconds the append took (data files written and the snapshot committed).
     pub commit_ms: f64,
-    /// Data files the commit wrote, and their bytes.
-    pub data_files: u64,
+    /// Data files the commit wrote (their locations: what a flush reports), and their bytes.
+    pub data_files: Vec<String>,
     pub data_file_bytes: u64,
-    /// Their locations (what a flush reports).
-    pub data_file_paths: Vec<String>,
 }
 
 /// Records that failed, by frame position: (code, message).
@@ -208,23 +206,20 @@ async fn insert(
     }
     let started = std::time::Instant::now();
     let written = match row_op {
-        None => target
-            .catalog
-            .append(db, table, batches, &stream_key, first, last)
-            .await
-            .map(|r| (r.data_files as u64, r.bytes, r.paths)),
+        None => {
+            target.catalog.append(db, table, batches, &stream_key, first, last).await.map(|r| (r.data_files, r.bytes))
+        }
         Some(op) => target
             .catalog
             .apply_row_changes(db, table, op, &keys, batches, &stream_key, first, last)
             .await
-            .map(|r| (r.files_written as u64, r.bytes_written, r.paths_written)),
+            .map(|r| (r.files_written, r.bytes_written)),
     };
     match written {
-        Ok((files, file_bytes, paths)) => {
+        Ok((files, file_bytes)) => {
             counts.committed = true;
             counts.data_files = files;
             counts.data_file_bytes = file_bytes;
-            counts.data_file_paths = paths;
             counts.commit_ms = started.elapsed().as_secs_f64() * 1000.0;
             Ok((failed, counts))
         }
